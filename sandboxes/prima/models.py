@@ -1,0 +1,135 @@
+"""Request and response bodies of the assumed Prima API (see contracts/prima-openapi.yaml)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_MONEY = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+def _money(value: object) -> object:
+    if not isinstance(value, str) or not _MONEY.match(value):
+        raise ValueError("amounts are non-negative decimal strings such as '12.50'")
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(_money)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+ItemType = Literal["stock", "bundle", "service"]
+SalesOrderStatus = Literal["open", "released_to_warehouse", "despatched", "cancelled"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BundleComponent(_Body):
+    item_id: str
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class ItemUpsert(_Body):
+    item_id: str = Field(min_length=1)
+    sku: str = Field(min_length=1)
+    description: str
+    active: bool = True
+    item_type: ItemType
+    components: list[BundleComponent] = []
+    unit_of_measure: str = "EA"
+
+    @model_validator(mode="after")
+    def _components_only_on_bundles(self) -> ItemUpsert:
+        if (self.item_type == "bundle") != bool(self.components):
+            raise ValueError("a bundle has components and other item types have none")
+        return self
+
+
+class Item(ItemUpsert):
+    updated_at: datetime
+
+
+class ItemsUpsert(_Body):
+    items: list[ItemUpsert] = Field(min_length=1)
+
+
+class SalesOrderLine(_Body):
+    line_number: int = Field(ge=1)
+    item_id: str
+    sku: str
+    description: str
+    quantity: int = Field(gt=0)
+    unit_price: Money
+    discount_amount: Money
+    tax_amount: Money
+    net_amount: Money
+
+
+class Shipping(_Body):
+    description: str
+    amount: Money
+    discount_amount: Money
+    tax_amount: Money
+
+
+class Totals(_Body):
+    lines_net: Money
+    shipping_net: Money
+    tax: Money
+    total: Money
+
+
+class SalesOrderCreate(_Body):
+    external_reference: str = Field(min_length=1)
+    order_name: str
+    currency: Currency
+    taxes_included: bool
+    order_date: AwareDatetime
+    customer_email: str | None
+    lines: list[SalesOrderLine] = Field(min_length=1)
+    shipping: Shipping | None
+    totals: Totals
+
+    @model_validator(mode="after")
+    def _unique_line_numbers(self) -> SalesOrderCreate:
+        numbers = [line.line_number for line in self.lines]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("line_number must be unique within the order")
+        return self
+
+    def totals_mismatches(self) -> list[str]:
+        """What does not add up, exactly (Decimal arithmetic); empty when the totals are right."""
+        lines_net = sum((line.net_amount for line in self.lines), Decimal(0))
+        ship = self.shipping
+        shipping_net = ship.amount - ship.discount_amount if ship else Decimal(0)
+        tax = sum((line.tax_amount for line in self.lines), Decimal(0)) + (ship.tax_amount if ship else 0)
+        total = lines_net + shipping_net + (0 if self.taxes_included else tax)
+        expected = {"lines_net": lines_net, "shipping_net": shipping_net, "tax": tax, "total": total}
+        return [
+            f"{name} is {getattr(self.totals, name)} but the order adds up to {value}"
+            for name, value in expected.items()
+            if getattr(self.totals, name) != value
+        ]
+
+
+class SalesOrder(SalesOrderCreate):
+    sales_order_number: str
+    status: SalesOrderStatus
+    created_at: datetime
+    updated_at: datetime
+    released_at: datetime | None
+
+
+class FaultConfig(_Body):
+    fail_next: int = Field(0, ge=0)
+    fail_status: int = Field(500, ge=400, le=599)
+    timeout_next: int = Field(0, ge=0)
+    timeout_seconds: float = Field(30, ge=0)
+    latency_ms: int = Field(0, ge=0)
+    path_prefix: str = "/v1/sales-orders"
+    method: str | None = "POST"
