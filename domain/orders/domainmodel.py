@@ -50,7 +50,7 @@ class Order(Aggregate):
 
     # -- events -------------------------------------------------------------------------------
 
-    @event("Received")
+    @event("OrderReceived")
     def __init__(
         self,
         shopify_order_id: int,
@@ -72,17 +72,17 @@ class Order(Aggregate):
         self.sales_order_number: str | None = None
         self.failure: dict[str, Any] | None = None
 
-    @event("Updated")
+    @event("OrderUpdated")
     def _updated(self, webhook_id: str, webhook_topic: str, received_at: datetime, order: dict[str, Any]) -> None:
         self.applied_webhook_ids.append(webhook_id)
         self.snapshot = order
         self.order_name = order["name"]
 
-    @event("AwaitingPayment")
+    @event("OrderAwaitingPayment")
     def _awaiting_payment(self, financial_status: str | None) -> None:
         self.state = OrderState.AWAITING_PAYMENT
 
-    @event("Quarantined")
+    @event("OrderQuarantined")
     def _quarantined(self, reason: str, detail: str, unmapped_skus: list[str]) -> None:
         self.state = OrderState.QUARANTINED
         self.quarantine = {"reason": reason, "detail": detail, "unmapped_skus": unmapped_skus}
@@ -111,7 +111,7 @@ class Order(Aggregate):
         self.state = OrderState.FAILED
         self.failure = {"kind": "parked", "code": "gateway_gave_up", "reason": reason, "attempts": attempts}
 
-    @event("Released")
+    @event("OrderReleased")
     def _released(self, released_by: str, previous_state: str) -> None:
         """An operator asked for the order to be decided again (after fixing a mapping)."""
 

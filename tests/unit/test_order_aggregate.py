@@ -72,7 +72,7 @@ def events_of(order: Order) -> list[str]:
 
 def test_paid_order_gives_one_sales_order_command():
     order = Order.receive(delivery(uk_vat_inclusive()), ITEMS)
-    assert events_of(order) == ["Received", "SalesOrderRequested"]
+    assert events_of(order) == ["OrderReceived", "SalesOrderRequested"]
     assert order.state is OrderState.SENT
     assert order.command["sales_order"]["external_reference"] == "1001"
     assert order.command["idempotency_key"].endswith(order.command["command_id"])
@@ -80,7 +80,7 @@ def test_paid_order_gives_one_sales_order_command():
 
 def test_unpaid_order_gives_no_sales_order():
     order = Order.receive(delivery(uk_vat_inclusive(financial_status="pending"), topic="orders/create"), ITEMS)
-    assert events_of(order) == ["Received", "AwaitingPayment"]
+    assert events_of(order) == ["OrderReceived", "OrderAwaitingPayment"]
     assert order.command is None
 
 
@@ -89,11 +89,11 @@ def test_authorized_then_paid_gives_exactly_one_command():
     order = Order.receive(delivery(uk_vat_inclusive(financial_status="authorized", updated_at=t0), "orders/create"), ITEMS)
     order.collect_events()
     assert order.apply_delivery(delivery(uk_vat_inclusive(updated_at=NOW)), ITEMS) is DeliveryOutcome.APPLIED
-    assert events_of(order) == ["Updated", "SalesOrderRequested"]
+    assert events_of(order) == ["OrderUpdated", "SalesOrderRequested"]
     # a later update of the paid order does not send it again
     later = delivery(uk_vat_inclusive(updated_at=NOW + timedelta(minutes=1)), "orders/updated")
     assert order.apply_delivery(later, ITEMS) is DeliveryOutcome.APPLIED
-    assert events_of(order) == ["Updated"]
+    assert events_of(order) == ["OrderUpdated"]
 
 
 def test_successful_capture_transaction_counts_as_paid():
@@ -111,7 +111,7 @@ def test_duplicate_delivery_gives_no_second_command():
     assert events_of(order) == []
     # the same order paid again under another webhook id: recorded, still one command
     assert order.apply_delivery(delivery(uk_vat_inclusive(), webhook_id="wh-2"), ITEMS) is DeliveryOutcome.APPLIED
-    assert events_of(order) == ["Updated"]
+    assert events_of(order) == ["OrderUpdated"]
     assert order.commands_issued == 1
 
 
@@ -127,7 +127,7 @@ def test_stale_update_is_ignored():
 def test_unknown_sku_quarantines_the_whole_order():
     items = {k: v for k, v in ITEMS.items() if k != "MUG-WHT"}
     order = Order.receive(delivery(uk_vat_inclusive()), items)
-    assert events_of(order) == ["Received", "Quarantined"]
+    assert events_of(order) == ["OrderReceived", "OrderQuarantined"]
     assert order.state is OrderState.QUARANTINED
     assert order.quarantine["unmapped_skus"] == ["MUG-WHT"]
     assert order.command is None
@@ -145,7 +145,7 @@ def test_quarantined_order_is_released_once_mapped_without_rekeying():
     order = Order.receive(delivery(uk_vat_inclusive()), {})
     order.collect_events()
     assert order.release(ITEMS, released_by="ops", now=NOW)
-    assert events_of(order) == ["Released", "SalesOrderRequested"]
+    assert events_of(order) == ["OrderReleased", "SalesOrderRequested"]
     assert order.state is OrderState.SENT
 
 

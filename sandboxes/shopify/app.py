@@ -1,0 +1,52 @@
+"""The Shopify sandbox: for now the webhook side of Shopify. It builds order bodies, signs them
+with the app's client secret and delivers them to the ingest, with switches for duplicates and
+bad signatures. (The Admin GraphQL side arrives with the inventory flow.)"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from sandboxes.shopify.webhooks import send_webhook
+
+
+class Delivery(BaseModel):
+    topic: str = "orders/paid"
+    order: dict[str, Any]
+    copies: int = Field(1, ge=1, le=10)  # Shopify delivers at least once: send the same delivery n times
+    webhook_id: str | None = None
+    bad_signature: bool = False
+
+
+def create_app(ingest_url: str, secret: str) -> FastAPI:
+    app = FastAPI(title="Shopify sandbox")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.post("/_sandbox/webhooks")
+    async def deliver(delivery: Delivery):
+        import uuid
+
+        webhook_id = delivery.webhook_id or str(uuid.uuid4())
+        key = "not-the-secret" if delivery.bad_signature else secret
+        statuses = []
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(delivery.copies):
+                response = await send_webhook(client, ingest_url, delivery.topic, delivery.order, key, webhook_id=webhook_id)
+                statuses.append(response.status_code)
+        return {"webhook_id": webhook_id, "statuses": statuses}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    host = os.environ.get("SHOPIFY_PRIMA_INGEST_HOST", "127.0.0.1")
+    port = os.environ.get("SHOPIFY_PRIMA_INGEST_PORT", "8081")
+    secret = os.environ.get("SHOPIFY_PRIMA_SHOPIFY_WEBHOOK_SECRET", "sandbox-secret")
+    return create_app(f"http://{host}:{port}/webhooks/shopify", secret)

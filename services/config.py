@@ -1,0 +1,85 @@
+"""Settings for every process, from the environment (prefix SHOPIFY_PRIMA_) or a .env file.
+
+A typo in a variable's value fails at start-up with the variable named; unknown SHOPIFY_PRIMA_*
+variables are refused too, so a misspelt name is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from urllib.parse import urlparse
+
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "SHOPIFY_PRIMA_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="forbid")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str = "postgresql://shopify_prima:shopify_prima@127.0.0.1:55432/shopify_prima"
+    event_store_schema: str = "event_store"
+
+    shopify_webhook_secret: SecretStr = SecretStr("sandbox-secret")
+    shopify_webhook_secret_previous: SecretStr | None = None  # accepted during a rotation
+
+    prima_base_url: str = "http://127.0.0.1:8090"
+    prima_api_key: SecretStr = SecretStr("sandbox-key")
+    prima_timeout_seconds: PositiveFloat = 5.0
+    prima_max_attempts: PositiveInt = 5
+    prima_backoff_initial_seconds: PositiveFloat = 0.2
+    prima_backoff_max_seconds: PositiveFloat = 5.0
+    item_master_ttl_seconds: PositiveFloat = 60.0
+
+    relay_poll_interval_seconds: PositiveFloat = 0.05
+    relay_batch_size: PositiveInt = 500
+
+    ingest_host: str = "127.0.0.1"
+    ingest_port: PositiveInt = 8081
+    ops_api_host: str = "127.0.0.1"
+    ops_api_port: PositiveInt = 8080
+    order_decider_metrics_port: PositiveInt = 9101
+    outbox_relay_metrics_port: PositiveInt = 9102
+    prima_gateway_metrics_port: PositiveInt = 9103
+    projector_metrics_port: PositiveInt = 9104
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        known = {PREFIX + name.upper() for name in type(self).model_fields}
+        known |= {PREFIX + "PRIMA_SANDBOX_HOST", PREFIX + "PRIMA_SANDBOX_PORT", PREFIX + "SHOPIFY_SANDBOX_HOST",
+                  PREFIX + "SHOPIFY_SANDBOX_PORT", PREFIX + "STATE_DIR"}
+        unknown = sorted(k for k in os.environ if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}: check the spelling")
+        return self
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's PostgreSQL settings, from database_url."""
+        url = urlparse(self.database_url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/"),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "",
+            "POSTGRES_PASSWORD": url.password or "",
+            "POSTGRES_SCHEMA": self.event_store_schema,
+            "CREATE_TABLE": "y",
+            "POSTGRES_POOL_SIZE": "5",
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,155 @@
+"""The outbox relay: the event store's notification log, in order, onto Kafka.
+
+Domain events go to the order-events topic; SalesOrderRequested also goes to the Prima commands
+topic as a CreateSalesOrder. The relay's position is stored only after Kafka acknowledged every
+message up to it (at least once; each message has a stable id for consumers to dedupe on).
+One relay runs at a time, guarded by a PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID, uuid5
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from pydantic import TypeAdapter
+
+from contracts.events import OrderEvent
+from contracts.prima import CreateSalesOrder
+from contracts.topics import ORDER_EVENTS, PRIMA_COMMANDS, order_key
+from domain.orders.application import OrderApplication
+from services.config import Settings, get_settings
+from services.kafka import encode, headers_for, make_broker
+from services.metrics import OUTBOX_POSITION, OUTBOX_RELAYED, serve_metrics
+
+log = logging.getLogger("shopify_prima.outbox_relay")
+RELAY_NAME = "orders"
+LOCK_KEY = 7_310_001  # pg advisory lock id of the orders relay
+EVENT = TypeAdapter(OrderEvent)
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS outbox;
+CREATE TABLE IF NOT EXISTS outbox.relay_position (relay text PRIMARY KEY, position bigint NOT NULL);
+"""
+
+
+def event_id(aggregate_id: UUID, version: int) -> UUID:
+    return uuid5(aggregate_id, f"event/{version}")
+
+
+class Relay:
+    def __init__(self, settings: Settings, broker: KafkaBroker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.app = OrderApplication(env=settings.eventsourcing_env())
+        self.order_ids: OrderedDict[UUID, int] = OrderedDict()  # aggregate id -> Shopify order id
+
+    def _shopify_order_id(self, aggregate_id: UUID, domain_event: Any) -> int:
+        if hasattr(domain_event, "shopify_order_id"):
+            found = domain_event.shopify_order_id
+        elif aggregate_id in self.order_ids:
+            found = self.order_ids[aggregate_id]
+        else:
+            first = self.app.recorder.select_events(aggregate_id, lte=1)[0]
+            found = self.app.mapper.to_domain_event(first).shopify_order_id
+        self.order_ids[aggregate_id] = found
+        self.order_ids.move_to_end(aggregate_id)
+        if len(self.order_ids) > 100_000:
+            self.order_ids.popitem(last=False)
+        return found
+
+    def read(self, after: int) -> list[tuple[int, list[tuple[str, bytes, bytes, dict[str, str]]]]]:
+        """Notifications after `after`, each turned into the Kafka messages it stands for."""
+        batch = []
+        for notification in self.app.recorder.select_notifications(after + 1, self.settings.relay_batch_size):
+            domain_event = self.app.mapper.to_domain_event(notification)
+            aggregate_id = domain_event.originator_id
+            attrs = {k: v for k, v in domain_event.__dict__.items() if k not in ("originator_id", "originator_version", "timestamp")}
+            shopify_order_id = self._shopify_order_id(aggregate_id, domain_event)
+            message = EVENT.validate_python({
+                **attrs,
+                "event_type": type(domain_event).__name__,
+                "event_id": event_id(aggregate_id, domain_event.originator_version),
+                "shopify_order_id": shopify_order_id,
+                "aggregate_id": aggregate_id,
+                "aggregate_version": domain_event.originator_version,
+                "timestamp": domain_event.timestamp,
+                "notification_id": notification.id,
+            })
+            key = order_key(shopify_order_id)
+            out = [(ORDER_EVENTS.name, key, encode(message), headers_for(message, event_type=message.event_type))]
+            if message.event_type == "SalesOrderRequested":
+                command: CreateSalesOrder = message.command
+                out.append((PRIMA_COMMANDS.name, key, encode(command), headers_for(command)))
+            batch.append((notification.id, out))
+        return batch
+
+    async def run(self, stop: asyncio.Event) -> None:
+        pool = await asyncpg.create_pool(self.settings.database_url, min_size=1, max_size=2)
+        async with pool.acquire() as lock_conn:
+            await lock_conn.execute(SCHEMA_SQL)
+            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                log.info("another relay holds the lock; standing by")
+                if await _wait(stop, 5):
+                    return
+            await pool.execute(
+                "INSERT INTO outbox.relay_position VALUES ($1, 0) ON CONFLICT DO NOTHING", RELAY_NAME
+            )
+            position = await pool.fetchval("SELECT position FROM outbox.relay_position WHERE relay = $1", RELAY_NAME)
+            log.info("relaying from notification %s", position)
+            while not stop.is_set():
+                batch = await asyncio.to_thread(self.read, position)
+                if not batch:
+                    await _wait(stop, self.settings.relay_poll_interval_seconds)
+                    continue
+                futures = []
+                for _, messages in batch:
+                    for topic, key, value, headers in messages:
+                        # send without waiting each one, then wait for every acknowledgement
+                        futures.append(await self.broker.publish(value, topic, key=key, headers=headers, no_confirm=True))
+                        OUTBOX_RELAYED.labels(topic=topic).inc()
+                await asyncio.gather(*futures)
+                position = batch[-1][0]
+                await pool.execute("UPDATE outbox.relay_position SET position = $2 WHERE relay = $1", RELAY_NAME, position)
+                OUTBOX_POSITION.set(position)
+        await pool.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def amain(settings: Settings) -> None:
+    import signal
+
+    broker = make_broker(settings, "outbox-relay")
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    relay = Relay(settings, broker)
+    try:
+        await relay.run(stop)
+    finally:
+        await broker.stop()
+        relay.app.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    serve_metrics(settings.outbox_relay_metrics_port)
+    asyncio.run(amain(settings))
+
+
+if __name__ == "__main__":
+    main()
