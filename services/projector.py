@@ -106,7 +106,7 @@ async def rebuild(settings: Settings, name: str, progress: Callable[[int, int], 
                 (tp.partition, r.offset, r.value) for tp, rs in fetched.items() for r in rs if r.offset < end[tp.partition]
             ]
             if not records:
-                if all((await consumer.position(tp)) >= end[tp.partition] for tp in partitions):
+                if all([await consumer.position(tp) >= end[tp.partition] for tp in partitions]):
                     break  # transaction markers or compaction: nothing more to read
                 continue
             await projection.apply_batch(conn, records, None)
