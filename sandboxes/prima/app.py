@@ -1,0 +1,186 @@
+"""The Prima sandbox: serves contracts/prima-openapi.yaml, data in PostgreSQL, fault switches."""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter, defaultdict
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import contracts
+import yaml
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from .faults import Faults
+from .models import FaultConfig, ItemsUpsert, SalesOrderCreate
+from .store import ApiError, Store
+
+OPENAPI_PATH = Path(contracts.__file__).parent / "prima-openapi.yaml"
+SCHEMA = "prima_sandbox"
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> FastAPI:
+    openapi_yaml = OPENAPI_PATH.read_text()
+    openapi_doc = yaml.safe_load(openapi_yaml)
+    faults = Faults()
+    requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.store = await Store.open(database_url, schema)
+        try:
+            yield
+        finally:
+            await app.state.store.close()
+
+    app = FastAPI(title=openapi_doc["info"]["title"], version="v1", lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+
+    def store(request: Request) -> Store:
+        return request.app.state.store
+
+    def require_api_key(authorization: str = Header("")) -> None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise ApiError("unauthorized", "send Authorization: Bearer <api key>", 401,
+                           {"WWW-Authenticate": 'Bearer realm="prima"'})
+
+    # errors: one body everywhere
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error(422, "validation_error", details)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    # faults and request counters, before any work
+    def route_path(scope: dict) -> str:
+        for route in app.router.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return route.path
+        return "(no route)"
+
+    @app.middleware("http")
+    async def _faults_and_counts(request: Request, call_next):
+        method, path = request.method, request.url.path
+        fault = await faults.apply(method, path)
+        if fault == "fail":
+            response = error(faults.config.fail_status, "injected_fault",
+                             "injected by the sandbox fault switch; nothing was done")
+        elif fault == "timeout":
+            response = error(504, "injected_timeout", "injected timeout; nothing was done")
+        else:
+            response = await call_next(request)
+        requests[f"{method} {route_path(request.scope)}"][str(response.status_code)] += 1
+        return response
+
+    # the API
+    @app.get("/v1/health")
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/openapi.yaml")
+    async def openapi_as_yaml() -> Response:
+        return Response(openapi_yaml, media_type="application/yaml")
+
+    @app.get("/openapi.json")
+    async def openapi_as_json() -> dict:
+        return openapi_doc
+
+    auth = [Depends(require_api_key)]  # every /v1 route but health
+
+    @app.get("/v1/items", dependencies=auth)
+    async def list_items(changed_since: AwareDatetime | None = None, cursor: str | None = None,
+                         limit: int = Query(200, ge=1, le=500), db: Store = Depends(store)) -> dict:
+        items, next_cursor = await db.list_items(changed_since, cursor, limit)
+        return {"items": [i.model_dump(mode="json") for i in items], "next_cursor": next_cursor}
+
+    @app.get("/v1/items/{sku}", dependencies=auth)
+    async def get_item(sku: str, db: Store = Depends(store)) -> dict:
+        if (item := await db.get_item(sku)) is None:
+            raise ApiError("not_found", f"no item with SKU {sku!r}", 404)
+        return item.model_dump(mode="json")
+
+    @app.post("/v1/sales-orders", dependencies=auth)
+    async def create_sales_order(body: SalesOrderCreate, idempotency_key: str | None = Header(None),
+                                 db: Store = Depends(store)) -> JSONResponse:
+        if idempotency_key is None:
+            raise ApiError("idempotency_key_missing", "the Idempotency-Key header is required", 400)
+        if not 1 <= len(idempotency_key) <= 128:
+            raise ApiError("idempotency_key_invalid", "Idempotency-Key must be 1 to 128 characters", 400)
+        created = await db.create_sales_order(idempotency_key, body)
+        order = created.order.model_dump(mode="json")
+        if created.replayed:
+            return JSONResponse(order, 200, headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(order, 201, headers={"Location": f"/v1/sales-orders/{order['sales_order_number']}"})
+
+    @app.get("/v1/sales-orders", dependencies=auth)
+    async def find_sales_orders(external_reference: str = Query(min_length=1),
+                                db: Store = Depends(store)) -> dict:
+        orders = await db.find_sales_orders(external_reference)
+        return {"sales_orders": [o.model_dump(mode="json") for o in orders]}
+
+    @app.get("/v1/sales-orders/{sales_order_number}", dependencies=auth)
+    async def get_sales_order(sales_order_number: str, db: Store = Depends(store)) -> dict:
+        if (order := await db.get_sales_order(sales_order_number)) is None:
+            raise ApiError("not_found", f"no sales order {sales_order_number}", 404)
+        return order.model_dump(mode="json")
+
+    # sandbox controls (no auth)
+    @app.get("/_sandbox/faults")
+    async def get_faults() -> dict:
+        return faults.state()
+
+    @app.post("/_sandbox/faults")
+    async def set_faults(config: FaultConfig) -> dict:
+        faults.config = config
+        return faults.state()
+
+    @app.delete("/_sandbox/faults")
+    async def clear_faults() -> dict:
+        faults.clear()
+        return faults.state()
+
+    @app.put("/_sandbox/items")
+    async def upsert_items(body: ItemsUpsert, db: Store = Depends(store)) -> dict:
+        return {"items": [i.model_dump(mode="json") for i in await db.upsert_items(body.items)]}
+
+    @app.post("/_sandbox/reset")
+    async def reset(items: bool = False, db: Store = Depends(store)) -> dict:
+        await db.reset(items)
+        faults.reset()
+        requests.clear()
+        return {"status": "reset"}
+
+    @app.post("/_sandbox/sales-orders/{sales_order_number}/release")
+    async def release(sales_order_number: str, db: Store = Depends(store)) -> dict:
+        if (order := await db.release(sales_order_number)) is None:
+            raise ApiError("not_found", f"no sales order {sales_order_number}", 404)
+        return order.model_dump(mode="json")
+
+    @app.get("/_sandbox/stats")
+    async def stats(db: Store = Depends(store)) -> dict:
+        return {**await db.stats(), "requests": {k: dict(v) for k, v in requests.items()}}
+
+    return app

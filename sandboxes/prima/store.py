@@ -1,0 +1,290 @@
+"""The sandbox's data in PostgreSQL (asyncpg), one schema, created at startup."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from .models import Item, ItemUpsert, SalesOrder, SalesOrderCreate
+
+DDL = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id         text PRIMARY KEY,
+    sku             text NOT NULL UNIQUE,
+    description     text NOT NULL,
+    active          boolean NOT NULL,
+    item_type       text NOT NULL CHECK (item_type IN ('stock', 'bundle', 'service')),
+    components      jsonb NOT NULL DEFAULT '[]',
+    unit_of_measure text NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS items_changes ON items (updated_at, item_id);
+CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO counters VALUES ('sales_order', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS sales_orders (
+    sales_order_number text PRIMARY KEY,
+    external_reference text NOT NULL UNIQUE,
+    idempotency_key    text NOT NULL,
+    status             text NOT NULL DEFAULT 'open',
+    body               jsonb NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    released_at        timestamptz
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key                text PRIMARY KEY,
+    request_hash       text NOT NULL,
+    sales_order_number text REFERENCES sales_orders,
+    replays            integer NOT NULL DEFAULT 0,
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+SEED_ITEMS = [
+    ItemUpsert(item_id="ITM-0001", sku="TEE-BLK-M", description="Organic tee, black, M", item_type="stock"),
+    ItemUpsert(item_id="ITM-0002", sku="TEE-BLK-L", description="Organic tee, black, L", item_type="stock"),
+    ItemUpsert(item_id="ITM-0003", sku="MUG-STONE", description="Stoneware mug", item_type="stock"),
+    ItemUpsert(item_id="ITM-0004", sku="GIFT-WRAP", description="Gift wrapping", item_type="service"),
+    ItemUpsert(item_id="ITM-0005", sku="CAP-RETIRED", description="Logo cap (retired)", item_type="stock",
+               active=False),
+    ItemUpsert(item_id="ITM-0010", sku="GIFT-SET-TEE-MUG", description="Gift set: tee (M) and two mugs",
+               item_type="bundle", components=[
+                   {"item_id": "ITM-0001", "sku": "TEE-BLK-M", "quantity": 1},
+                   {"item_id": "ITM-0003", "sku": "MUG-STONE", "quantity": 2},
+               ]),
+]
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, stable code, message for people."""
+
+    def __init__(self, code: str, message: str, status: int = 409, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+@dataclass(frozen=True)
+class Created:
+    order: SalesOrder
+    replayed: bool
+
+
+def request_hash(body: SalesOrderCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode_cursor(updated_at: datetime, item_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), item_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, item_id = json.loads(raw)
+        return datetime.fromisoformat(updated_at), str(item_id)
+    except (ValueError, TypeError) as exc:
+        raise ApiError("invalid_cursor", "cursor is not one this API returned", 400) from exc
+
+
+def _item(row: asyncpg.Record) -> Item:
+    return Item(**{**dict(row), "components": json.loads(row["components"])})
+
+
+def _order(row: asyncpg.Record) -> SalesOrder:
+    meta = {k: row[k] for k in ("sales_order_number", "status", "created_at", "updated_at", "released_at")}
+    return SalesOrder(**json.loads(row["body"]), **meta)
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, database_url: str, schema: str) -> Store:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"not a plain schema name: {schema!r}")
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():  # one process at a time creates the schema
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))")
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                await conn.execute(f"SET LOCAL search_path TO {schema}")
+                await conn.execute(DDL)
+                if not await conn.fetchval("SELECT EXISTS (SELECT FROM items)"):
+                    await _upsert_items(conn, SEED_ITEMS)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10,
+                                         server_settings={"search_path": schema})
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # items
+    async def list_items(self, changed_since: datetime | None, cursor: str | None,
+                         limit: int) -> tuple[list[Item], str | None]:
+        after = decode_cursor(cursor) if cursor else None
+        rows = await self.pool.fetch(
+            """SELECT * FROM items
+               WHERE ($1::timestamptz IS NULL OR updated_at >= $1)
+                 AND ($2::timestamptz IS NULL OR (updated_at, item_id) > ($2, $3::text))
+               ORDER BY updated_at, item_id LIMIT $4""",
+            changed_since, after and after[0], after and after[1], limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return [_item(r) for r in page], (encode_cursor(page[-1]["updated_at"], page[-1]["item_id"])
+                                          if more else None)
+
+    async def get_item(self, sku: str) -> Item | None:
+        row = await self.pool.fetchrow("SELECT * FROM items WHERE sku = $1", sku)
+        return _item(row) if row else None
+
+    async def upsert_items(self, items: list[ItemUpsert]) -> list[Item]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await _upsert_items(conn, items)
+            except asyncpg.UniqueViolationError as exc:
+                raise ApiError("sku_conflict", f"a SKU belongs to another item: {exc.detail}") from exc
+            wanted = {(c.item_id, c.sku) for item in items for c in item.components}
+            known = {(r["item_id"], r["sku"]) for r in await conn.fetch(
+                "SELECT item_id, sku FROM items WHERE item_id = ANY($1)", [i for i, _ in wanted])}
+            if missing := sorted(wanted - known):
+                names = ", ".join(f"{i} ({s})" for i, s in missing)
+                raise ApiError("unknown_item", f"bundle components not in the item master: {names}", 422)
+            rows = await conn.fetch("SELECT * FROM items WHERE item_id = ANY($1) ORDER BY item_id",
+                                    [i.item_id for i in items])
+        return [_item(r) for r in rows]
+
+    # sales orders
+    async def create_sales_order(self, key: str, body: SalesOrderCreate) -> Created:
+        digest = request_hash(body)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Claim the key; a concurrent holder of the same key makes this wait for its commit.
+                claimed = await conn.fetchval(
+                    """INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2)
+                       ON CONFLICT (key) DO NOTHING RETURNING true""", key, digest)
+                if not claimed:
+                    return Created(await self._replay(conn, key, digest), replayed=True)
+                await _check_items(conn, body)
+                if mismatches := body.totals_mismatches():
+                    raise ApiError("totals_mismatch", "; ".join(mismatches), 422)
+                if existing := await conn.fetchval(
+                        "SELECT sales_order_number FROM sales_orders WHERE external_reference = $1",
+                        body.external_reference):
+                    raise _duplicate(body.external_reference, existing)
+                seq = await conn.fetchval(  # row lock: numbers are gapless and in commit order
+                    "UPDATE counters SET value = value + 1 WHERE name = 'sales_order' RETURNING value")
+                number = f"SO-{seq:06d}"
+                row = await conn.fetchrow(
+                    """INSERT INTO sales_orders (sales_order_number, external_reference, idempotency_key, body)
+                       VALUES ($1, $2, $3, $4) RETURNING *""",
+                    number, body.external_reference, key, body.model_dump_json())
+                await conn.execute("UPDATE idempotency_keys SET sales_order_number = $2 WHERE key = $1",
+                                   key, number)
+                return Created(_order(row), replayed=False)
+        except asyncpg.UniqueViolationError as exc:  # same external_reference committed meanwhile
+            existing = await self.pool.fetchval(
+                "SELECT sales_order_number FROM sales_orders WHERE external_reference = $1",
+                body.external_reference)
+            raise _duplicate(body.external_reference, existing) from exc
+
+    async def _replay(self, conn: asyncpg.Connection, key: str, digest: str) -> SalesOrder:
+        stored = await conn.fetchrow(
+            "SELECT request_hash, sales_order_number FROM idempotency_keys WHERE key = $1", key)
+        if stored["request_hash"] != digest:
+            raise ApiError("idempotency_key_reused",
+                           f"Idempotency-Key {key!r} was used for a different request "
+                           f"(sales order {stored['sales_order_number']})")
+        await conn.execute("UPDATE idempotency_keys SET replays = replays + 1 WHERE key = $1", key)
+        row = await conn.fetchrow("SELECT * FROM sales_orders WHERE sales_order_number = $1",
+                                  stored["sales_order_number"])
+        return _order(row)
+
+    async def get_sales_order(self, number: str) -> SalesOrder | None:
+        row = await self.pool.fetchrow("SELECT * FROM sales_orders WHERE sales_order_number = $1", number)
+        return _order(row) if row else None
+
+    async def find_sales_orders(self, external_reference: str) -> list[SalesOrder]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM sales_orders WHERE external_reference = $1 ORDER BY sales_order_number",
+            external_reference)
+        return [_order(r) for r in rows]
+
+    async def release(self, number: str) -> SalesOrder | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM sales_orders WHERE sales_order_number = $1 FOR UPDATE", number)
+            if row is None:
+                return None
+            if row["status"] == "open":
+                row = await conn.fetchrow(
+                    """UPDATE sales_orders SET status = 'released_to_warehouse', released_at = now(),
+                       updated_at = now() WHERE sales_order_number = $1 RETURNING *""", number)
+            elif row["status"] != "released_to_warehouse":
+                raise ApiError("invalid_status", f"sales order {number} is {row['status']}")
+            return _order(row)
+
+    # sandbox
+    async def stats(self) -> dict[str, int]:
+        row = await self.pool.fetchrow(
+            """SELECT (SELECT count(*) FROM sales_orders) AS sales_orders,
+                      (SELECT coalesce(sum(replays), 0) FROM idempotency_keys) AS idempotent_replays""")
+        return dict(row)
+
+    async def reset(self, items: bool) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("TRUNCATE idempotency_keys, sales_orders")
+            await conn.execute("UPDATE counters SET value = 0 WHERE name = 'sales_order'")
+            if items:
+                await conn.execute("TRUNCATE items")
+                await _upsert_items(conn, SEED_ITEMS)
+
+
+def _duplicate(external_reference: str, existing: str | None) -> ApiError:
+    return ApiError("duplicate_external_reference",
+                    f"external_reference {external_reference!r} already has sales order {existing}")
+
+
+async def _check_items(conn: asyncpg.Connection, body: SalesOrderCreate) -> None:
+    rows = await conn.fetch("SELECT item_id, sku, active FROM items WHERE item_id = ANY($1)",
+                            [line.item_id for line in body.lines])
+    items = {r["item_id"]: r for r in rows}
+    problems = []
+    for line in body.lines:
+        item = items.get(line.item_id)
+        if item is None or not item["active"]:
+            problems.append(f"line {line.line_number}: item {line.item_id} is "
+                            f"{'unknown' if item is None else 'inactive'}")
+        elif item["sku"] != line.sku:
+            problems.append(f"line {line.line_number}: item {line.item_id} has SKU {item['sku']}, "
+                            f"not {line.sku}")
+    if problems:
+        raise ApiError("unknown_item", "; ".join(problems), 422)
+
+
+async def _upsert_items(conn: asyncpg.Connection, items: list[ItemUpsert]) -> None:
+    # updated_at moves only for rows that are new or actually changed.
+    await conn.executemany(
+        """INSERT INTO items AS i (item_id, sku, description, active, item_type, components, unit_of_measure)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (item_id) DO UPDATE SET
+               sku = EXCLUDED.sku, description = EXCLUDED.description, active = EXCLUDED.active,
+               item_type = EXCLUDED.item_type, components = EXCLUDED.components,
+               unit_of_measure = EXCLUDED.unit_of_measure, updated_at = now()
+           WHERE (i.sku, i.description, i.active, i.item_type, i.components, i.unit_of_measure)
+                 IS DISTINCT FROM (EXCLUDED.sku, EXCLUDED.description, EXCLUDED.active,
+                                   EXCLUDED.item_type, EXCLUDED.components, EXCLUDED.unit_of_measure)""",
+        [(i.item_id, i.sku, i.description, i.active, i.item_type,
+          json.dumps([c.model_dump() for c in i.components]), i.unit_of_measure) for i in items])
