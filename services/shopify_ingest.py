@@ -45,6 +45,13 @@ def verify_hmac(body: bytes, signature: str | None, secrets: list[str]) -> bool:
     return ok
 
 
+def _timestamp(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None  # informational header only; updated_at in the body is what orders by
+
+
 def _reject(status: int, reason: str, message: str) -> JSONResponse:
     WEBHOOKS_REJECTED.labels(reason=reason).inc()
     return JSONResponse({"error": {"code": reason, "message": message}}, status_code=status)
@@ -105,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             topic=topic,
             shop_domain=h.get("x-shopify-shop-domain", ""),
             api_version=h.get("x-shopify-api-version"),
-            triggered_at=h.get("x-shopify-triggered-at") or None,
+            triggered_at=_timestamp(h.get("x-shopify-triggered-at")),
             received_at=first_received_at,
             raw_payload_id=raw_id,
             order=order,
