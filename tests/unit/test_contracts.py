@@ -1,0 +1,349 @@
+"""The exported wire contracts (contracts/schemas/*.json, contracts/asyncapi.yaml) match the models,
+cover every topic, and describe what the services really put on Kafka: money as strings."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+from pydantic import BaseModel, TypeAdapter
+
+from contracts import export
+from contracts.events import OrderEvent
+from contracts.events import SalesOrderRequested as SalesOrderRequestedEvent
+from contracts.prima import (
+    CreateSalesOrder,
+    PrimaOutcome,
+    SalesOrderCreated,
+    SalesOrderDraft,
+    SalesOrderLine,
+    SalesOrderShipping,
+    SalesOrderTotals,
+)
+from contracts.shopify import ShopifyOrder, ShopifyOrderReceived
+from contracts.topics import ALL_TOPICS
+from services.kafka import encode  # what every producer puts on the wire
+
+D = Decimal
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+COMMAND_ID = UUID("7d0f3a52-5c1e-4d7e-9b7a-1f2e3d4c5b6a")
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures/shopify/orders-create-test-notification.json"
+
+
+def command() -> CreateSalesOrder:
+    return CreateSalesOrder(
+        command_id=COMMAND_ID,
+        idempotency_key=f"shopify-prima:create-sales-order:{COMMAND_ID}",
+        shopify_order_id=1001,
+        issued_at=NOW,
+        sales_order=SalesOrderDraft(
+            external_reference="1001",
+            order_name="#1001",
+            currency="GBP",
+            taxes_included=True,
+            order_date=NOW,
+            customer_email="jon@example.com",
+            lines=(
+                SalesOrderLine(
+                    line_number=1, item_id="ITM-MUG", sku="MUG-WHT", description="Mug", quantity=2,
+                    unit_price=D("12.50"), discount_amount=D("0.00"), tax_amount=D("4.17"), net_amount=D("25.00"),
+                ),
+            ),
+            shipping=SalesOrderShipping(
+                description="Royal Mail", amount=D("5.00"), discount_amount=D("1.00"), tax_amount=D("0.67"),
+            ),
+            totals=SalesOrderTotals(lines_net=D("25.00"), shipping_net=D("4.00"), tax=D("4.84"), total=D("29.00")),
+        ),
+    )
+
+
+def load_schema(topic_name: str) -> dict[str, Any]:
+    return json.loads((export.SCHEMAS_DIR / f"{topic_name}.json").read_text())
+
+
+def load_asyncapi() -> dict[str, Any]:
+    return yaml.safe_load(export.ASYNCAPI_PATH.read_text())
+
+
+# (a) ------------------------------------------------------------------------------------------
+
+
+def test_exported_files_are_up_to_date():
+    stale = [str(p.relative_to(export.CONTRACTS_DIR.parent)) for p in export.out_of_date()]
+    assert stale == [], f"run `python -m contracts.export`: {stale}"
+
+
+def test_check_flag_reports_a_changed_file(tmp_path, monkeypatch, capsys):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    monkeypatch.setattr(export, "SCHEMAS_DIR", schemas)
+    monkeypatch.setattr(export, "ASYNCAPI_PATH", tmp_path / "asyncapi.yaml")
+    monkeypatch.setattr(export, "CONTRACTS_DIR", tmp_path)
+    assert export.main(["--check"]) == 1  # nothing exported yet
+    assert not list(schemas.iterdir()), "--check must not write"
+    assert export.main([]) == 0
+    assert export.main(["--check"]) == 0
+    target = schemas / "prima.commands.v1.json"
+    target.write_text(target.read_text().replace('"string"', '"number"'))
+    (schemas / "old.topic.v0.json").write_text("{}\n")
+    capsys.readouterr()
+    assert export.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "prima.commands.v1.json" in err and "old.topic.v0.json" in err
+    assert "shopify.orders.v1.json" not in err
+
+
+# (b) ------------------------------------------------------------------------------------------
+
+
+def test_the_contract_table_covers_exactly_the_topics():
+    assert sorted(c.topic.name for c in export.CONTRACTS) == sorted(t.name for t in ALL_TOPICS)
+
+
+@pytest.mark.parametrize("topic", ALL_TOPICS, ids=lambda t: t.name)
+def test_every_topic_has_a_schema_file_and_a_channel(topic):
+    schema = load_schema(topic.name)
+    assert schema["$id"] == export.SCHEMA_ID_PREFIX + topic.name
+    assert schema["title"] == topic.name
+    assert schema["description"] == topic.description
+
+    doc = load_asyncapi()
+    assert doc["asyncapi"] == "3.0.0"
+    [channel] = [c for c in doc["channels"].values() if c["address"] == topic.name]
+    [ref] = channel["messages"].values()
+    message = doc["components"]["messages"][ref["$ref"].removeprefix("#/components/messages/")]
+    assert message["payload"] == {"$ref": f"schemas/{topic.name}.json"}
+    assert (export.ASYNCAPI_PATH.parent / message["payload"]["$ref"]).is_file()
+    assert message["bindings"]["kafka"]["key"]["description"] == topic.key
+    assert channel["bindings"]["kafka"]["partitions"] == topic.partitions
+
+
+def test_asyncapi_operations_say_who_sends_and_receives_what():
+    doc = load_asyncapi()
+    address = {f"#/channels/{cid}": c["address"] for cid, c in doc["channels"].items()}
+    seen = {(op["tags"][0]["name"], op["action"], address[op["channel"]["$ref"]]) for op in doc["operations"].values()}
+    assert seen == {
+        ("shopify-ingest", "send", "shopify.orders.v1"),
+        ("order-decider", "receive", "shopify.orders.v1"),
+        ("order-decider", "receive", "prima.outcomes.v1"),
+        ("outbox-relay", "send", "prima.commands.v1"),
+        ("outbox-relay", "send", "shopify-prima.order-events.v1"),
+        ("prima-gateway", "receive", "prima.commands.v1"),
+        ("prima-gateway", "send", "prima.outcomes.v1"),
+        ("projector", "receive", "shopify-prima.order-events.v1"),
+    }
+    for op in doc["operations"].values():  # an operation's messages are its channel's
+        for msg in op["messages"]:
+            assert msg["$ref"].startswith(op["channel"]["$ref"] + "/messages/")
+    for cid in doc["channels"]:
+        assert re.fullmatch(r"[A-Za-z0-9_\-]+", cid)
+
+
+# (c) ------------------------------------------------------------------------------------------
+
+
+def _no_floats(text: str) -> Any:
+    def refuse(literal: str) -> float:
+        raise AssertionError(f"a JSON number with a fraction on the wire: {literal}")
+
+    return json.loads(text, parse_float=refuse)
+
+
+def test_create_sales_order_round_trips_with_amounts_as_strings():
+    original = command()
+    wire = encode(original)
+    body = _no_floats(wire)
+    line = body["sales_order"]["lines"][0]
+    assert line["unit_price"] == "12.50"
+    assert line["discount_amount"] == "0.00"
+    assert body["sales_order"]["shipping"]["discount_amount"] == "1.00"
+    assert body["sales_order"]["totals"] == {"lines_net": "25.00", "shipping_net": "4.00", "tax": "4.84", "total": "29.00"}
+    assert '"unit_price":"12.50"' in wire.decode()
+
+    back = CreateSalesOrder.model_validate_json(wire)
+    assert back == original
+    assert str(back.sales_order.lines[0].unit_price) == "12.50"  # the scale survives, not 12.5
+    assert encode(back) == wire
+
+
+def test_amount_never_turns_into_exponent_notation():
+    cmd = command().model_copy(update={"sales_order": command().sales_order.model_copy(update={
+        "totals": SalesOrderTotals(lines_net=D("1E+2"), shipping_net=D("0.10"), tax=D("-0.00"), total=D("100.10")),
+    })})
+    totals = _no_floats(encode(cmd))["sales_order"]["totals"]
+    assert totals == {"lines_net": "100", "shipping_net": "0.10", "tax": "-0.00", "total": "100.10"}
+
+
+# (d) ------------------------------------------------------------------------------------------
+# jsonschema is not a dependency of this project, so the messages are checked against the exported
+# schemas by this walker. It implements the keywords pydantic emits and fails on any other
+# validation keyword, so a schema that grows a new keyword fails here instead of passing unchecked.
+
+ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "format", "discriminator"}
+TYPES = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "integer": int, "number": (int, float),
+}
+
+
+def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: str = "$") -> list[str]:
+    errors: list[str] = []
+    unknown = set(schema) - ANNOTATIONS - {
+        "$ref", "type", "properties", "required", "items", "const", "enum", "anyOf", "oneOf",
+        "exclusiveMinimum", "minimum", "additionalProperties",
+    }
+    assert not unknown, f"{path}: the test validator does not implement {sorted(unknown)}"
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        errors += validate(instance, root["$defs"][name], root, path)
+    if "type" in schema:
+        expected = TYPES[schema["type"]]
+        is_bool = isinstance(instance, bool)
+        if not isinstance(instance, expected) or (is_bool and schema["type"] in ("integer", "number")):
+            return errors + [f"{path}: {instance!r} is not of type {schema['type']}"]
+    if "const" in schema and instance != schema["const"]:
+        errors.append(f"{path}: {instance!r} is not {schema['const']!r}")
+    if "enum" in schema and instance not in schema["enum"]:
+        errors.append(f"{path}: {instance!r} not in {schema['enum']}")
+    if "exclusiveMinimum" in schema and not instance > schema["exclusiveMinimum"]:
+        errors.append(f"{path}: {instance!r} <= {schema['exclusiveMinimum']}")
+    if "minimum" in schema and not instance >= schema["minimum"]:
+        errors.append(f"{path}: {instance!r} < {schema['minimum']}")
+    if isinstance(instance, dict):
+        for key in schema.get("required", ()):
+            if key not in instance:
+                errors.append(f"{path}: required key {key!r} missing")
+        props = schema.get("properties", {})
+        for key, value in instance.items():
+            if key in props:
+                errors += validate(value, props[key], root, f"{path}.{key}")
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{path}: unexpected key {key!r}")
+    if isinstance(instance, list) and "items" in schema:
+        for i, item in enumerate(instance):
+            errors += validate(item, schema["items"], root, f"{path}[{i}]")
+    if "anyOf" in schema:
+        if all(validate(instance, s, root, path) for s in schema["anyOf"]):
+            errors.append(f"{path}: matches none of anyOf")
+    if "oneOf" in schema:
+        matching = [s for s in schema["oneOf"] if not validate(instance, s, root, path)]
+        if len(matching) != 1:
+            errors.append(f"{path}: matches {len(matching)} of oneOf, not exactly one")
+    return errors
+
+
+def shopify_order_received() -> ShopifyOrderReceived:
+    return ShopifyOrderReceived(
+        webhook_id="b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        topic="orders/create",
+        shop_domain="sandbox.myshopify.com",
+        received_at=NOW,
+        raw_payload_id=UUID("0e6f6d1c-7c9a-4c1f-a9b5-36a1c0c1c2d3"),
+        order=ShopifyOrder.from_webhook(json.loads(SAMPLE.read_text())),  # Shopify's own sample body
+    )
+
+
+def wire_messages() -> list[tuple[str, BaseModel]]:
+    event = TypeAdapter(OrderEvent).validate_python({
+        "event_type": "SalesOrderRequested",
+        "event_id": UUID("3f1c6a0e-1d2b-4c3d-8e4f-5a6b7c8d9e0f"),
+        "shopify_order_id": 1001,
+        "aggregate_id": UUID("9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"),
+        "aggregate_version": 2,
+        "timestamp": NOW,
+        "notification_id": 42,
+        "command": command().model_dump(mode="json"),  # as the aggregate records it
+    })
+    outcome = TypeAdapter(PrimaOutcome).validate_python({
+        "message_type": "SalesOrderCreated", "command_id": COMMAND_ID, "shopify_order_id": 1001,
+        "sales_order_number": "SO-000123", "status": "open", "occurred_at": NOW,
+    })
+    assert isinstance(event, SalesOrderRequestedEvent) and isinstance(outcome, SalesOrderCreated)
+    return [
+        ("shopify.orders.v1", shopify_order_received()),
+        ("prima.commands.v1", command()),
+        ("prima.outcomes.v1", outcome),
+        ("shopify-prima.order-events.v1", event),
+    ]
+
+
+WIRE_MESSAGES = wire_messages()
+
+
+@pytest.mark.parametrize(("topic", "message"), WIRE_MESSAGES, ids=[topic for topic, _ in WIRE_MESSAGES])
+def test_a_serialized_message_validates_against_its_exported_schema(topic, message):
+    schema = load_schema(topic)
+    body = json.loads(encode(message))
+    assert validate(body, schema, schema) == []
+
+
+def test_the_validator_rejects_a_float_amount_and_a_missing_key():
+    schema = load_schema("prima.commands.v1")
+    body = json.loads(encode(command()))
+    body["sales_order"]["lines"][0]["unit_price"] = 12.5
+    del body["sales_order"]["totals"]["tax"]
+    del body["message_type"]
+    errors = validate(body, schema, schema)
+    assert "$.sales_order.lines[0].unit_price: 12.5 is not of type string" in errors
+    assert "$.sales_order.totals: required key 'tax' missing" in errors
+    assert "$: required key 'message_type' missing" in errors
+
+    outcomes = load_schema("prima.outcomes.v1")
+    wrong_variant = json.loads(encode(dict(WIRE_MESSAGES)["prima.outcomes.v1"]))
+    wrong_variant["message_type"] = "SalesOrderRejected"
+    assert validate(wrong_variant, outcomes, outcomes) == ["$: matches 0 of oneOf, not exactly one"]
+
+
+def _decimal_fields(model: type[BaseModel], seen: set[type]) -> list[tuple[str, str]]:
+    """(model name, field name) of every Decimal field reachable from `model`."""
+    if model in seen:
+        return []
+    seen.add(model)
+    found = []
+    for name, field in model.model_fields.items():
+        stack = [field.annotation]
+        while stack:
+            tp = stack.pop()
+            if tp is Decimal:
+                found.append((model.__name__, name))
+            elif isinstance(tp, type) and issubclass(tp, BaseModel):
+                found += _decimal_fields(tp, seen)
+            else:
+                stack += [a for a in typing.get_args(tp) if a is not Ellipsis and not isinstance(a, str)]
+    return found
+
+
+def _union_members(tp: Any) -> list[type[BaseModel]]:
+    inner = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+    if isinstance(inner, types.UnionType) or typing.get_origin(inner) is typing.Union:
+        return list(typing.get_args(inner))
+    return [inner]
+
+
+@pytest.mark.parametrize("contract", export.CONTRACTS, ids=lambda c: c.topic.name)
+def test_every_money_field_is_a_string_in_the_schema(contract):
+    schema = load_schema(contract.topic.name)
+    seen: set[type] = set()
+    fields = [f for m in _union_members(contract.payload) for f in _decimal_fields(m, seen)]
+    if contract.topic.name != "prima.outcomes.v1":  # outcomes carry no money
+        assert fields, "expected Decimal fields in this message"
+    for model, name in fields:
+        prop = schema["$defs"][model]["properties"][name] if model in schema["$defs"] else schema["properties"][name]
+        types_ = {prop.get("type")} if "type" in prop else {s.get("type") for s in prop["anyOf"]}
+        assert "string" in types_ and not types_ & {"number", "integer"}, f"{model}.{name}: {prop}"
+    if contract.topic.name == "prima.commands.v1":
+        assert {name for model, name in fields if model == "SalesOrderLine"} == {
+            "unit_price", "discount_amount", "tax_amount", "net_amount"
+        }
+        assert schema["$defs"]["SalesOrderTotals"]["required"] == ["lines_net", "shipping_net", "tax", "total"]
+    if contract.topic.name == "shopify.orders.v1":
+        assert schema["$defs"]["Money"]["properties"]["amount"]["type"] == "string"
