@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     ingest_port: PositiveInt = 8081
     ops_api_host: str = "127.0.0.1"
     ops_api_port: PositiveInt = 8080
+    metrics_host: str = "127.0.0.1"  # where the workers' /metrics listen (0.0.0.0 in containers)
     order_decider_metrics_port: PositiveInt = 9101
     outbox_relay_metrics_port: PositiveInt = 9102
     prima_gateway_metrics_port: PositiveInt = 9103

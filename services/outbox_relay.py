@@ -147,7 +147,7 @@ async def amain(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.outbox_relay_metrics_port)
+    serve_metrics(settings.outbox_relay_metrics_port, settings.metrics_host)
     asyncio.run(amain(settings))
 
 

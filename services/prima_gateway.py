@@ -153,7 +153,7 @@ def build(settings: Settings) -> FastStream:
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.prima_gateway_metrics_port)
+    serve_metrics(settings.prima_gateway_metrics_port, settings.metrics_host)
     asyncio.run(build(settings).run())
 
 

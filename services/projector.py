@@ -123,7 +123,7 @@ async def rebuild(settings: Settings, name: str, progress: Callable[[int, int], 
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.projector_metrics_port)
+    serve_metrics(settings.projector_metrics_port, settings.metrics_host)
 
     async def amain() -> None:
         stop = asyncio.Event()

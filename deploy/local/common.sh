@@ -29,20 +29,23 @@ pid_alive() {
 
 # Stop the process whose pid is in file $1: TERM, then KILL after $2 seconds.
 stop_pidfile() {
-  local pidfile="$1" grace="${2:-15}" name="${3:-process}" pid i
+  local pidfile="$1" grace="${2:-15}" name="${3:-process}" pid target i
   if ! pid_alive "$pidfile"; then
     rm -f "$pidfile"
     return 0
   fi
   pid="$(cat "$pidfile")"
-  kill -TERM "$pid" 2>/dev/null || true
+  # Our scripts start processes with setsid: signal the whole group so children go too.
+  target="$pid"
+  [[ "$(ps -o pgid= -p "$pid" | tr -d ' ')" == "$pid" ]] && target="-$pid"
+  kill -TERM -- "$target" 2>/dev/null || true
   for ((i = 0; i < grace * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
     log "$name (pid $pid) ignored TERM for ${grace}s; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "$target" 2>/dev/null || true
     sleep 0.2
   fi
   rm -f "$pidfile"
@@ -53,8 +56,8 @@ show_tail() {
   local f
   for f in "$@"; do
     [[ -f "$f" ]] || continue
-    printf '%s\n' "----- last 40 lines of $f -----" >&2
-    tail -n 40 "$f" >&2
+    printf '%s\n' "----- last ${TAIL_LINES:-30} lines of $f -----" >&2
+    tail -n "${TAIL_LINES:-30}" "$f" >&2
     printf '%s\n' "-----" >&2
   done
 }

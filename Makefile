@@ -1,0 +1,92 @@
+# Build, run and test entry points. What runs where: docs/architecture.md.
+#   make up | down | status | logs     the local stack (PostgreSQL, Kafka, services, sandboxes)
+#   make test [PYTEST_ARGS=...]        the stack, then the whole pytest suite
+#   make unit                          tests/unit only, no stack
+#   make bench [N=2000]                the stack, then benchmarks.orders
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# The first Python >= 3.11 on PATH (pyproject.toml requires it).
+PYTHON3 ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+  && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful install: pip runs again only when its inputs change.
+STAMP := $(VENV)/.installed
+LOCAL := deploy/local
+STATE_DIR := $(or $(SHOPIFY_PRIMA_STATE_DIR),$(CURDIR)/.run)
+PYTEST_ARGS ?=
+# Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
+PYTEST_RC := $(STATE_DIR)/pytest.exitcode
+
+.PHONY: help venv up down test unit bench logs status addresses clean
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON3)" || { echo "error: no Python >= 3.11 on PATH" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	@touch $@
+
+up: venv
+	$(LOCAL)/postgres.sh start
+	$(LOCAL)/kafka.sh start
+	$(PY) -m services.setup
+	$(LOCAL)/services.sh start
+	@$(MAKE) --no-print-directory addresses
+
+# Ports follow the same SHOPIFY_PRIMA_*_PORT settings as the processes (services/config.py).
+addresses:
+	@echo
+	@echo "shopify-prima local stack is up"
+	@echo "  ops API            http://127.0.0.1:$${SHOPIFY_PRIMA_OPS_API_PORT:-8080}  (/health, /metrics)"
+	@echo "  Shopify webhooks   http://127.0.0.1:$${SHOPIFY_PRIMA_INGEST_PORT:-8081}/webhooks/shopify  (/health, /metrics)"
+	@echo "  worker metrics     http://127.0.0.1:$${SHOPIFY_PRIMA_ORDER_DECIDER_METRICS_PORT:-9101}/metrics  order decider"
+	@echo "                     http://127.0.0.1:$${SHOPIFY_PRIMA_OUTBOX_RELAY_METRICS_PORT:-9102}/metrics  outbox relay"
+	@echo "                     http://127.0.0.1:$${SHOPIFY_PRIMA_PRIMA_GATEWAY_METRICS_PORT:-9103}/metrics  Prima gateway"
+	@echo "                     http://127.0.0.1:$${SHOPIFY_PRIMA_PROJECTOR_METRICS_PORT:-9104}/metrics  projector"
+	@echo "  Prima sandbox      http://127.0.0.1:$${SHOPIFY_PRIMA_PRIMA_SANDBOX_PORT:-8090}"
+	@echo "  Shopify sandbox    http://127.0.0.1:$${SHOPIFY_PRIMA_SHOPIFY_SANDBOX_PORT:-8091}"
+	@echo "  Kafka              127.0.0.1:$${KAFKA_PORT:-19092}"
+	@echo "  PostgreSQL         postgresql://shopify_prima:shopify_prima@127.0.0.1:$${PGPORT:-55432}/shopify_prima"
+	@echo "  logs               $(STATE_DIR)/logs  (make logs)"
+
+# Every step runs even if an earlier one fails; the target fails if any did.
+down:
+	@rc=0; \
+	$(LOCAL)/services.sh stop || rc=1; \
+	$(LOCAL)/kafka.sh stop || rc=1; \
+	$(LOCAL)/postgres.sh stop || rc=1; \
+	exit $$rc
+
+test: up
+	@mkdir -p $(STATE_DIR); rm -f $(PYTEST_RC)
+	@rc=0; $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
+	echo $$rc > $(PYTEST_RC); exit $$rc
+
+unit: venv
+	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)
+
+bench: up
+	$(PY) -m benchmarks.orders --orders $${N:-2000}
+
+# Follows every log of the stack; FOLLOW=0 prints the last lines and returns.
+logs:
+	@test -d $(STATE_DIR)/logs || { echo "no logs yet in $(STATE_DIR)/logs" >&2; exit 1; }
+	@if [[ "$${FOLLOW:-1}" == 0 ]]; then tail -n 20 $(STATE_DIR)/logs/*.log; \
+	else tail -n 20 -F $(STATE_DIR)/logs/*.log; fi
+
+status:
+	@$(LOCAL)/postgres.sh status || true
+	@$(LOCAL)/kafka.sh status || true
+	@$(LOCAL)/services.sh status || true
+
+# Stops the stack and deletes its state (database, Kafka log, logs). Keeps the venv.
+clean: down
+	rm -rf $(STATE_DIR)
