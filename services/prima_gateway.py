@@ -80,7 +80,7 @@ async def create_sales_order(
     try:
         async for retry in AsyncRetrying(
             stop=stop_after_attempt(settings.prima_max_attempts),
-            wait=wait_exponential_jitter(initial=settings.prima_backoff_initial_seconds, max=settings.prima_backoff_max_seconds),
+            wait=wait_exponential_jitter(multiplier=settings.prima_backoff_initial_seconds, max=settings.prima_backoff_max_seconds),
             retry=retry_if_exception_type(TransientPrimaError),
             reraise=True,
         ):

@@ -22,7 +22,9 @@ ITEMS = {s: PrimaItem(f"ITM-{s}", s, s) for s in ("A", "B", "C")}
 
 @pytest.fixture
 def orders(database_url):
-    app = OrderApplication(env=Settings(database_url=database_url).eventsourcing_env())
+    # its own schema: the running relay must not pick these test orders up
+    env = Settings(database_url=database_url, event_store_schema="event_store_test").eventsourcing_env()
+    app = OrderApplication(env=env)
     yield app
     app.close()
 
