@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from contracts.shopify import ShopifyOrder, ShopifyOrderReceived
@@ -23,6 +24,8 @@ ITEMS = {s: PrimaItem(f"ITM-{s}", s, s) for s in ("A", "B", "C")}
 @pytest.fixture
 def orders(database_url):
     # its own schema: the running relay must not pick these test orders up
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS event_store_test")
     env = Settings(database_url=database_url, event_store_schema="event_store_test").eventsourcing_env()
     app = OrderApplication(env=env)
     yield app
