@@ -64,7 +64,16 @@ async def run_projector(settings: Settings, stop: asyncio.Event) -> None:
     consumer, partitions = await _consumer(settings, order_sync.TOPIC)
     try:
         async with pool.acquire() as conn:
-            expected = _seek(consumer, partitions, await order_sync.positions(conn))
+            stored = await order_sync.positions(conn)
+            end = await consumer.end_offsets(partitions)
+            ahead = {tp.partition: (stored[tp.partition], off) for tp, off in end.items() if stored.get(tp.partition, 0) > off}
+            if ahead:
+                # The topic holds less than the read model has applied: Kafka's data was replaced.
+                raise SystemExit(
+                    f"{order_sync.NAME} is ahead of {order_sync.TOPIC} (partition: (stored, end) {ahead}); "
+                    "the topic was recreated: rebuild with `shopify-prima replay --projection order_sync`"
+                )
+            expected = _seek(consumer, partitions, stored)
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=200, max_records=1000)
                 records = [(tp.partition, r.offset, r.value) for tp, rs in fetched.items() for r in rs]
