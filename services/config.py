@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     prima_backoff_max_seconds: PositiveFloat = 5.0
     item_master_ttl_seconds: PositiveFloat = 60.0
 
+    # consumers per subscriber, each owning whole partitions (order within a partition is kept)
+    consumer_workers: PositiveInt = 3
     relay_poll_interval_seconds: PositiveFloat = 0.05
     relay_batch_size: PositiveInt = 500
 

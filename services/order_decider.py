@@ -29,7 +29,8 @@ def build(settings: Settings) -> FastStream:
     orders = OrderApplication(env=settings.eventsourcing_env())
     items = ItemMasterCache(prima_http_client(settings), settings.item_master_ttl_seconds)
 
-    @broker.subscriber(SHOPIFY_ORDERS.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+    @broker.subscriber(SHOPIFY_ORDERS.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+                       max_workers=settings.consumer_workers)
     async def on_order_fact(msg: KafkaMessage) -> None:
         try:
             delivery = ShopifyOrderReceived.model_validate_json(msg.body)
@@ -42,7 +43,8 @@ def build(settings: Settings) -> FastStream:
         outcome = await asyncio.to_thread(orders.handle_delivery, delivery, master)
         ORDER_DELIVERIES.labels(outcome=str(outcome)).inc()
 
-    @broker.subscriber(PRIMA_OUTCOMES.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+    @broker.subscriber(PRIMA_OUTCOMES.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+                       max_workers=settings.consumer_workers)
     async def on_prima_outcome(msg: KafkaMessage) -> None:
         try:
             outcome = OUTCOME.validate_json(msg.body)

@@ -113,7 +113,8 @@ def build(settings: Settings) -> FastStream:
     outcomes = broker.publisher(PRIMA_OUTCOMES.name)
     state: dict[str, object] = {}
 
-    @broker.subscriber(PRIMA_COMMANDS.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+    @broker.subscriber(PRIMA_COMMANDS.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+                       max_workers=settings.consumer_workers)
     async def on_command(msg: KafkaMessage) -> None:
         try:
             command = CreateSalesOrder.model_validate_json(msg.body)
