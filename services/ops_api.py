@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.config import Settings, get_settings
 from services.metrics import EXCEPTIONS_OPEN, ORDERS_BY_STATE
+from services.runtime import start
 from projections import order_sync
 
 ORDER_STATES = ("received", "awaiting_payment", "quarantined", "sent", "in_prima", "failed")
@@ -87,8 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = start()
     uvicorn.run(create_app(settings), host=settings.ops_api_host, port=settings.ops_api_port, log_level="warning")
 
 

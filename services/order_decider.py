@@ -14,10 +14,11 @@ from contracts.prima import PrimaOutcome, SalesOrderCreated
 from contracts.shopify import ShopifyOrderReceived
 from contracts.topics import PRIMA_OUTCOMES, SHOPIFY_ORDERS
 from domain.orders.application import OrderApplication
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.kafka import make_broker
-from services.metrics import ORDER_DELIVERIES, WEBHOOK_TO_SALES_ORDER, serve_metrics
+from services.metrics import ORDER_DELIVERIES, WEBHOOK_TO_SALES_ORDER
 from services.prima_client import ItemMasterCache, prima_http_client
+from services.runtime import run_faststream_worker
 
 log = logging.getLogger("shopify_prima.order_decider")
 OUTCOME = TypeAdapter(PrimaOutcome)
@@ -67,10 +68,7 @@ def build(settings: Settings) -> FastStream:
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.order_decider_metrics_port, settings.metrics_host)
-    asyncio.run(build(settings).run())
+    run_faststream_worker(build, lambda s: s.order_decider_metrics_port)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from contracts.events import OrderEvent
 from contracts.prima import CreateSalesOrder
 from contracts.topics import ORDER_EVENTS, PRIMA_COMMANDS, order_key
 from domain.orders.application import OrderApplication
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.kafka import encode, headers_for, make_broker
-from services.metrics import OUTBOX_POSITION, OUTBOX_RELAYED, serve_metrics
+from services.metrics import OUTBOX_POSITION, OUTBOX_RELAYED
+from services.runtime import start
 
 log = logging.getLogger("shopify_prima.outbox_relay")
 RELAY_NAME = "orders"
@@ -145,10 +146,7 @@ async def amain(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.outbox_relay_metrics_port, settings.metrics_host)
-    asyncio.run(amain(settings))
+    asyncio.run(amain(start(lambda s: s.outbox_relay_metrics_port)))
 
 
 if __name__ == "__main__":

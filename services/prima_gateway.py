@@ -9,7 +9,6 @@ SalesOrderFailed, which makes it an exception with a release action. Never dropp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -23,10 +22,11 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from contracts.prima import CreateSalesOrder, SalesOrderCreated, SalesOrderFailed, SalesOrderRejected
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.kafka import encode, headers_for, make_broker
-from services.metrics import COMMANDS_PARKED, GATEWAY_CALLS, serve_metrics
+from services.metrics import COMMANDS_PARKED, GATEWAY_CALLS
 from services.prima_client import prima_http_client
+from services.runtime import run_faststream_worker
 
 log = logging.getLogger("shopify_prima.prima_gateway")
 GROUP = "prima-gateway"
@@ -152,10 +152,7 @@ def build(settings: Settings) -> FastStream:
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.prima_gateway_metrics_port, settings.metrics_host)
-    asyncio.run(build(settings).run())
+    run_faststream_worker(build, lambda s: s.prima_gateway_metrics_port)
 
 
 if __name__ == "__main__":

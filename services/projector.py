@@ -13,8 +13,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projections import order_sync
-from services.config import Settings, get_settings
-from services.metrics import EXCEPTIONS_OPEN, ORDERS_BY_STATE, PROJECTION_POSITION, serve_metrics
+from services.config import Settings
+from services.metrics import EXCEPTIONS_OPEN, ORDERS_BY_STATE, PROJECTION_POSITION
+from services.runtime import start
 
 log = logging.getLogger("shopify_prima.projector")
 PROJECTIONS = {order_sync.NAME: order_sync}
@@ -130,9 +131,7 @@ async def rebuild(settings: Settings, name: str, progress: Callable[[int, int], 
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve_metrics(settings.projector_metrics_port, settings.metrics_host)
+    settings = start(lambda s: s.projector_metrics_port)
 
     async def amain() -> None:
         stop = asyncio.Event()

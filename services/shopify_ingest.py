@@ -29,6 +29,7 @@ from services.config import Settings, get_settings
 from services.ingest_store import RawWebhookStore
 from services.kafka import encode, headers_for, make_broker
 from services.metrics import WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
+from services.runtime import start
 
 log = logging.getLogger("shopify_prima.ingest")
 
@@ -138,8 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = start()
     uvicorn.run(create_app(settings), host=settings.ingest_host, port=settings.ingest_port, log_level="warning")
 
 
