@@ -27,6 +27,7 @@ WEBHOOK_TO_SALES_ORDER = Histogram(
     "From the first webhook of an order received to its sales order created in Prima",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
 )
+UNDECODABLE = Counter("shopify_prima_messages_undecodable", "Messages skipped as undecodable (logged)", ["topic"])
 OUTBOX_RELAYED = Counter("shopify_prima_outbox_relayed", "Messages relayed from the notification log", ["topic"])
 OUTBOX_POSITION = Gauge("shopify_prima_outbox_position", "Last notification id relayed to Kafka")
 PROJECTION_POSITION = Gauge("shopify_prima_projection_events", "Events applied by a projection", ["projection"])

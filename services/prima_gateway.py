@@ -15,15 +15,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.kafka import KafkaMessage
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from contracts.prima import CreateSalesOrder, SalesOrderCreated, SalesOrderFailed, SalesOrderRejected
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
 from services.config import Settings
-from services.kafka import encode, headers_for, make_broker
+from services.kafka import decode, durable_subscriber, encode, headers_for, make_broker
 from services.metrics import COMMANDS_PARKED, GATEWAY_CALLS
 from services.prima_client import prima_http_client
 from services.runtime import run_faststream_worker
@@ -113,14 +112,10 @@ def build(settings: Settings) -> FastStream:
     outcomes = broker.publisher(PRIMA_OUTCOMES.name)
     state: dict[str, object] = {}
 
-    @broker.subscriber(PRIMA_COMMANDS.name, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-                       max_workers=settings.consumer_workers)
+    @durable_subscriber(broker, settings, PRIMA_COMMANDS.name, GROUP)
     async def on_command(msg: KafkaMessage) -> None:
-        try:
-            command = CreateSalesOrder.model_validate_json(msg.body)
-        except ValidationError:
-            log.error("undecodable command at offset %s: %r", msg.raw_message.offset, msg.body[:500])
-            GATEWAY_CALLS.labels(OPERATION, "undecodable").inc()
+        command = decode(CreateSalesOrder.model_validate_json, msg)
+        if command is None:
             return
         outcome = await create_sales_order(state["client"], command, settings)  # type: ignore[arg-type]
         if isinstance(outcome, SalesOrderFailed):
