@@ -67,8 +67,9 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}: check the spelling")
         return self
 
-    def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's PostgreSQL settings, from database_url."""
+    def eventsourcing_env(self, create_tables: bool = False) -> dict[str, str]:
+        """The eventsourcing library's PostgreSQL settings, from database_url. Only
+        `services.setup` creates the tables: concurrent DDL from several services races."""
         url = urlparse(self.database_url)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
             "POSTGRES_USER": url.username or "",
             "POSTGRES_PASSWORD": url.password or "",
             "POSTGRES_SCHEMA": self.event_store_schema,
-            "CREATE_TABLE": "y",
+            "CREATE_TABLE": "y" if create_tables else "n",
             "POSTGRES_POOL_SIZE": "5",
         }
 

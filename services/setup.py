@@ -46,7 +46,7 @@ async def create_schemas(settings: Settings) -> None:
     finally:
         await conn.close()
     # The event store's tables, created once here rather than raced by the services at start-up.
-    OrderApplication(env=settings.eventsourcing_env()).close()
+    OrderApplication(env=settings.eventsourcing_env(create_tables=True)).close()
 
 
 async def main() -> None:

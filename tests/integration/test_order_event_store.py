@@ -26,7 +26,7 @@ def orders(database_url):
     # its own schema: the running relay must not pick these test orders up
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS event_store_test")
-    env = Settings(database_url=database_url, event_store_schema="event_store_test").eventsourcing_env()
+    env = Settings(database_url=database_url, event_store_schema="event_store_test").eventsourcing_env(create_tables=True)
     app = OrderApplication(env=env)
     yield app
     app.close()
