@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -53,7 +52,3 @@ class RawWebhookStore:
 
     async def mark_published(self, raw_id: UUID) -> None:
         await self.pool.execute("UPDATE ingest.raw_webhooks SET published_at = now() WHERE id = $1", raw_id)
-
-    async def get(self, raw_id: UUID) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM ingest.raw_webhooks WHERE id = $1", raw_id)
-        return dict(row) if row else None

@@ -135,13 +135,13 @@ class Order(Aggregate):
             received_at=delivery.received_at,
             order=delivery.order.model_dump(mode="json"),
         )
-        order._decide(items, issued_at=delivery.received_at)
+        order._decide(delivery.order, items, issued_at=delivery.received_at)
         return order
 
     def apply_delivery(self, delivery: ShopifyOrderReceived, items: ItemMaster) -> DeliveryOutcome:
         if delivery.webhook_id in self.applied_webhook_ids:
             return DeliveryOutcome.DUPLICATE
-        if delivery.order.updated_at < self.order.updated_at:
+        if delivery.order.updated_at < datetime.fromisoformat(self.snapshot["updated_at"]):
             return DeliveryOutcome.STALE  # Shopify retries carry the payload as it was: older
         self._updated(
             webhook_id=delivery.webhook_id,
@@ -149,7 +149,7 @@ class Order(Aggregate):
             received_at=delivery.received_at,
             order=delivery.order.model_dump(mode="json"),
         )
-        self._decide(items, issued_at=delivery.received_at)
+        self._decide(delivery.order, items, issued_at=delivery.received_at)
         return DeliveryOutcome.APPLIED
 
     def record_outcome(self, outcome: PrimaOutcome) -> bool:
@@ -189,13 +189,13 @@ class Order(Aggregate):
             # whose idempotency key makes Prima answer with that sales order, never a second one.
             self._sales_order_requested(command=self.command)
         else:
-            self._decide(items, issued_at=now)
+            self._decide(self.order, items, issued_at=now)
         return True
 
-    def _decide(self, items: ItemMaster, issued_at: datetime) -> None:
+    def _decide(self, order: ShopifyOrder, items: ItemMaster, issued_at: datetime) -> None:
+        """`order` is the latest fact recorded (passed in, so it is not parsed again)."""
         if self.command_issued:
             return  # one sales order per Shopify order; edits are a later flow
-        order = self.order
         if not payment_captured(order):
             if self.state is not OrderState.AWAITING_PAYMENT:
                 self._awaiting_payment(financial_status=order.financial_status)
