@@ -50,7 +50,48 @@ ORDER_EVENTS = TopicSpec(
     config=_KEEP_FOREVER,
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS)
+PRIMA_INVENTORY = TopicSpec(
+    name="prima.inventory.v1",
+    key="SKU",
+    description="Facts polled from Prima: PrimaStockLevel (available to sell per SKU and "
+    "warehouse) and PrimaItemChanged (the item master, bundle components included). One topic "
+    "so that a SKU's item and stock facts keep their order.",
+    config=_KEEP_FOREVER,
+)
+SHOPIFY_INVENTORY = TopicSpec(
+    name="shopify.inventory.v1",
+    key="SKU",
+    description="Facts read from Shopify's catalogue: ShopifyVariantObserved (variant, product "
+    "status, inventory item, available per location), from full comparisons and SKU lookups.",
+    config=_KEEP_FOREVER,
+)
+SHOPIFY_COMMANDS = TopicSpec(
+    name="shopify.commands.v1",
+    key="SKU",
+    description="Commands to Shopify decided by the StockItem and CatalogItem aggregates "
+    "(SetInventoryLevel, SetProductStatus), relayed from the event store's notification log.",
+    config=_KEEP_FOREVER,
+)
+SHOPIFY_OUTCOMES = TopicSpec(
+    name="shopify.outcomes.v1",
+    key="SKU",
+    description="What Shopify answered to a command: InventoryLevelConfirmed/Rejected/Failed, "
+    "ProductStatusSet/Rejected.",
+    config=_KEEP_FOREVER,
+)
+STOCK_EVENTS = TopicSpec(
+    name="shopify-prima.stock-events.v1",
+    key="SKU",
+    description="Domain events of the StockItem (per SKU and Shopify location) and CatalogItem "
+    "(per SKU) aggregates, in notification-log order. The inventory health read model is built "
+    "from it.",
+    config=_KEEP_FOREVER,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS,
+    PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, STOCK_EVENTS,
+)
 
 
 def order_key(shopify_order_id: int | str) -> bytes:

@@ -10,8 +10,18 @@ import os
 from functools import lru_cache
 from urllib.parse import urlparse
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.inventory.buffer import BufferRules
 
 PREFIX = "SHOPIFY_PRIMA_"
 
@@ -34,6 +44,28 @@ class Settings(BaseSettings):
     prima_backoff_max_seconds: PositiveFloat = 5.0
     item_master_ttl_seconds: PositiveFloat = 60.0
 
+    # Shopify Admin GraphQL (the sandbox by default; a shop's https://<shop>.myshopify.com in
+    # production). The API version is pinned; SHOPIFY.md lists the supported ones.
+    shopify_admin_url: str = "http://127.0.0.1:8091"
+    shopify_api_version: str = Field(default="2026-07", pattern=r"^20[0-9]{2}-(01|04|07|10)$")
+    shopify_access_token: SecretStr = SecretStr("sandbox-token")
+    shopify_timeout_seconds: PositiveFloat = 10.0
+    shopify_max_attempts: PositiveInt = 6
+    shopify_backoff_initial_seconds: PositiveFloat = 0.2
+    shopify_backoff_max_seconds: PositiveFloat = 10.0
+
+    # Inventory (DESIGN.md flow 5). Warehouse code in Prima -> Shopify location GID, one to one;
+    # a warehouse or location not in this map is an exception, never a guess.
+    inventory_location_map: dict[str, str] = {"WH-MAIN": "gid://shopify/Location/1"}
+    inventory_buffer: BufferRules = BufferRules()
+    inventory_batch_size: int = Field(default=250, ge=1, le=250)  # quantities per mutation
+    inventory_debounce_seconds: NonNegativeFloat = 0.5  # per SKU-location, in the gateway
+    inventory_reason: str = "correction"  # Shopify's reason on every inventorySetQuantities
+    inventory_full_sync_interval_seconds: NonNegativeFloat = 3600.0  # 0: only on demand
+    publishing_guard_draft: bool = False  # set products whose SKU has no active Prima item to DRAFT
+    prima_poll_interval_seconds: PositiveFloat = 1.0
+    prima_poll_page_size: int = Field(default=1000, ge=1, le=5000)
+
     # consumers per subscriber, each owning whole partitions (order within a partition is kept)
     consumer_workers: PositiveInt = 3
     relay_poll_interval_seconds: PositiveFloat = 0.05
@@ -48,6 +80,10 @@ class Settings(BaseSettings):
     outbox_relay_metrics_port: PositiveInt = 9102
     prima_gateway_metrics_port: PositiveInt = 9103
     projector_metrics_port: PositiveInt = 9104
+    stock_decider_metrics_port: PositiveInt = 9105
+    shopify_gateway_metrics_port: PositiveInt = 9106
+    prima_ingest_metrics_port: PositiveInt = 9107
+    catalog_reader_metrics_port: PositiveInt = 9108
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("database_url")
@@ -57,11 +93,32 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be a postgresql:// URL")
         return value
 
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _supported_version(cls, value: str) -> str:
+        if value < "2026-07":
+            raise ValueError(f"Shopify API version {value} lacks what this integration needs "
+                             "(changeFromQuantity required, @idempotent): use 2026-07 or later")
+        return value
+
+    @field_validator("inventory_location_map")
+    @classmethod
+    def _one_to_one(cls, value: dict[str, str]) -> dict[str, str]:
+        locations = list(value.values())
+        doubled = sorted({loc for loc in locations if locations.count(loc) > 1})
+        if doubled:
+            raise ValueError(f"each Shopify location is fed by one warehouse; {doubled} appear twice")
+        bad = sorted(loc for loc in locations if not loc.startswith("gid://shopify/Location/"))
+        if bad:
+            raise ValueError(f"locations are Shopify GIDs (gid://shopify/Location/<id>), got {bad}")
+        return value
+
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         known = {PREFIX + name.upper() for name in type(self).model_fields}
         known |= {PREFIX + "PRIMA_SANDBOX_HOST", PREFIX + "PRIMA_SANDBOX_PORT", PREFIX + "SHOPIFY_SANDBOX_HOST",
-                  PREFIX + "SHOPIFY_SANDBOX_PORT", PREFIX + "STATE_DIR"}
+                  PREFIX + "SHOPIFY_SANDBOX_PORT", PREFIX + "STATE_DIR",
+                  PREFIX + "SHOPIFY_SANDBOX_PLAN"}
         unknown = sorted(k for k in os.environ if k.startswith(PREFIX) and k not in known)
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}: check the spelling")

@@ -1,0 +1,232 @@
+"""Messages of the inventory flow (DESIGN.md flow 5), as they travel on Kafka.
+
+Facts in:  PrimaStockLevel and PrimaItemChanged (Prima ingest), ShopifyVariantObserved (the
+           Shopify catalogue reader: one per variant, with its "available" per location).
+Commands:  SetInventoryLevel, SetProductStatus (decided by the StockItem and CatalogItem
+           aggregates, relayed from the outbox, executed by the Shopify gateway).
+Outcomes:  InventoryLevelConfirmed / InventoryLevelRejected / InventoryLevelFailed and
+           ProductStatusSet / ProductStatusRejected (what Shopify answered).
+Events:    StockEvent, the StockItem and CatalogItem aggregates' domain events, for projections
+           and other teams.
+
+Every message about one SKU is keyed by the SKU (`sku_key`), so one consumer sees it in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# ---------------------------------------------------------------- facts from Prima (prima ingest)
+
+
+class PrimaStockLevel(_Frozen):
+    """Prima's available-to-sell for one SKU in one warehouse, as of one stock change."""
+
+    message_type: Literal["PrimaStockLevel"] = "PrimaStockLevel"
+    sku: str
+    warehouse: str
+    available: int  # may be negative in Prima (oversold); the buffer rule clamps at zero
+    change_id: int = Field(ge=1)  # Prima's stock-change sequence: increasing per record
+    changed_at: datetime
+    polled_at: datetime
+
+
+class BundleComponent(_Frozen):
+    sku: str
+    quantity: int = Field(gt=0)  # units of the component in one bundle
+
+
+class PrimaItemChanged(_Frozen):
+    """One item of Prima's item master (a bundle lists its components)."""
+
+    message_type: Literal["PrimaItemChanged"] = "PrimaItemChanged"
+    sku: str
+    item_id: str
+    description: str
+    item_type: Literal["stock", "bundle", "service"]
+    active: bool
+    components: tuple[BundleComponent, ...] = ()
+    updated_at: datetime
+    polled_at: datetime
+
+
+PrimaInventoryFact = Annotated[PrimaStockLevel | PrimaItemChanged, Field(discriminator="message_type")]
+
+
+# ------------------------------------------------- facts from Shopify (the catalogue reader)
+
+
+class ShopifyLevel(_Frozen):
+    location_id: str  # gid://shopify/Location/...
+    available: int
+
+
+class ShopifyVariantObserved(_Frozen):
+    """A variant as Shopify showed it in a catalogue read (full comparison or SKU lookup)."""
+
+    message_type: Literal["ShopifyVariantObserved"] = "ShopifyVariantObserved"
+    sku: str
+    variant_id: str
+    product_id: str
+    product_status: Literal["ACTIVE", "ARCHIVED", "DRAFT"]
+    inventory_item_id: str
+    levels: tuple[ShopifyLevel, ...]
+    observed_at: datetime
+    sync_run_id: UUID | None = None  # the full comparison that read it
+
+
+ShopifyInventoryFact = Annotated[ShopifyVariantObserved, Field(discriminator="message_type")]
+
+
+# ------------------------------------------------------------ commands to Shopify (the outbox)
+
+
+class SetInventoryLevel(_Frozen):
+    """Set "available" of one inventory item at one location, compare-and-set.
+
+    `change_from_quantity` is the level last confirmed or observed in Shopify; the gateway
+    re-reads and retries when Shopify says it is stale (Prima stays the truth)."""
+
+    message_type: Literal["SetInventoryLevel"] = "SetInventoryLevel"
+    command_id: UUID
+    sku: str
+    inventory_item_id: str
+    location_id: str
+    quantity: int = Field(ge=0)
+    change_from_quantity: int | None
+    reference_document_uri: str  # names the Prima stock record the level comes from
+    issued_at: datetime
+
+
+class SetProductStatus(_Frozen):
+    message_type: Literal["SetProductStatus"] = "SetProductStatus"
+    command_id: UUID
+    sku: str
+    product_id: str
+    status: Literal["ACTIVE", "DRAFT"]
+    reason: str
+    issued_at: datetime
+
+
+ShopifyCommand = Annotated[SetInventoryLevel | SetProductStatus, Field(discriminator="message_type")]
+
+
+# --------------------------------------------------------------- outcomes (the Shopify gateway)
+
+
+class InventoryLevelConfirmed(_Frozen):
+    message_type: Literal["InventoryLevelConfirmed"] = "InventoryLevelConfirmed"
+    command_id: UUID
+    sku: str
+    inventory_item_id: str
+    location_id: str
+    quantity: int
+    previous_quantity: int | None  # the changeFromQuantity that Shopify accepted
+    stale_retries: int = 0  # compare-and-set retries after CHANGE_FROM_QUANTITY_STALE
+    adjustment_group_id: str | None = None
+    occurred_at: datetime
+
+
+class InventoryLevelRejected(_Frozen):
+    """Shopify refused the quantity (a userError other than a stale compare-and-set)."""
+
+    message_type: Literal["InventoryLevelRejected"] = "InventoryLevelRejected"
+    command_id: UUID
+    sku: str
+    location_id: str
+    code: str
+    reason: str
+    occurred_at: datetime
+
+
+class InventoryLevelFailed(_Frozen):
+    """The gateway gave up after its retries and parked the command."""
+
+    message_type: Literal["InventoryLevelFailed"] = "InventoryLevelFailed"
+    command_id: UUID
+    sku: str
+    location_id: str
+    attempts: int
+    reason: str
+    occurred_at: datetime
+
+
+class ProductStatusSet(_Frozen):
+    message_type: Literal["ProductStatusSet"] = "ProductStatusSet"
+    command_id: UUID
+    sku: str
+    product_id: str
+    status: str
+    occurred_at: datetime
+
+
+class ProductStatusRejected(_Frozen):
+    message_type: Literal["ProductStatusRejected"] = "ProductStatusRejected"
+    command_id: UUID
+    sku: str
+    product_id: str
+    reason: str
+    occurred_at: datetime
+
+
+ShopifyOutcome = Annotated[
+    InventoryLevelConfirmed | InventoryLevelRejected | InventoryLevelFailed | ProductStatusSet
+    | ProductStatusRejected,
+    Field(discriminator="message_type"),
+]
+
+
+# ------------------------------------------------------- domain events (stock-events topic)
+
+
+class StockEvent(_Frozen):
+    """One domain event of a StockItem (per SKU and location) or CatalogItem (per SKU).
+
+    `event_type` names the event (e.g. "StockItem.DesiredLevelChanged"); `data` holds its
+    attributes as recorded. `event_id` is stable across relays: consumers dedupe on it."""
+
+    message_type: Literal["StockEvent"] = "StockEvent"
+    event_id: UUID
+    event_type: str
+    sku: str
+    location_id: str | None  # None for CatalogItem events
+    aggregate_id: UUID
+    aggregate_version: int
+    timestamp: datetime
+    notification_id: int
+    data: dict[str, Any]
+
+
+def sku_key(sku: str) -> bytes:
+    return sku.encode()
+
+
+__all__ = [
+    "BundleComponent",
+    "InventoryLevelConfirmed",
+    "InventoryLevelFailed",
+    "InventoryLevelRejected",
+    "PrimaInventoryFact",
+    "PrimaItemChanged",
+    "PrimaStockLevel",
+    "ProductStatusRejected",
+    "ProductStatusSet",
+    "SetInventoryLevel",
+    "SetProductStatus",
+    "ShopifyCommand",
+    "ShopifyInventoryFact",
+    "ShopifyLevel",
+    "ShopifyOutcome",
+    "ShopifyVariantObserved",
+    "StockEvent",
+    "sku_key",
+]
