@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from .faults import Faults
-from .models import FaultConfig, ItemsUpsert, SalesOrderCreate
+from .models import FaultConfig, ItemsUpsert, SalesOrderCreate, StockUpsertBody
 from .store import ApiError, Store
 
 OPENAPI_PATH = Path(contracts.__file__).parent / "prima-openapi.yaml"
@@ -122,6 +122,13 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
             raise ApiError("not_found", f"no item with SKU {sku!r}", 404)
         return item.model_dump(mode="json")
 
+    @app.get("/v1/stock", dependencies=auth)
+    async def list_stock(after: str | None = None, limit: int = Query(1000, ge=1, le=5000),
+                         db: Store = Depends(store)) -> JSONResponse:
+        rows, next_cursor, has_more = await db.list_stock(after, limit)
+        # a JSONResponse as is: up to 5000 rows skip FastAPI's per-value encoder
+        return JSONResponse({"stock": rows, "next_cursor": next_cursor, "has_more": has_more})
+
     @app.post("/v1/sales-orders", dependencies=auth)
     async def create_sales_order(body: SalesOrderCreate, idempotency_key: str | None = Header(None),
                                  db: Store = Depends(store)) -> JSONResponse:
@@ -166,9 +173,13 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     async def upsert_items(body: ItemsUpsert, db: Store = Depends(store)) -> dict:
         return {"items": [i.model_dump(mode="json") for i in await db.upsert_items(body.items)]}
 
+    @app.put("/_sandbox/stock")
+    async def upsert_stock(body: StockUpsertBody, db: Store = Depends(store)) -> dict:
+        return await db.upsert_stock(body.stock)
+
     @app.post("/_sandbox/reset")
-    async def reset(items: bool = False, db: Store = Depends(store)) -> dict:
-        await db.reset(items)
+    async def reset(items: bool = False, stock: bool = False, db: Store = Depends(store)) -> dict:
+        await db.reset(items, stock)
         faults.reset()
         requests.clear()
         return {"status": "reset"}

@@ -58,6 +58,31 @@ class ItemsUpsert(_Body):
     items: list[ItemUpsert] = Field(min_length=1)
 
 
+class StockUpsert(_Body):
+    """One stock record to set. `available` alone keeps `allocated` (0 for a new record) and sets
+    `on_hand` to available + allocated; a negative available that allocated cannot cover sets
+    on_hand to 0 and allocated to -available. Or give `on_hand` and/or `allocated` (the other is
+    kept). `available` and `on_hand` together are refused: one follows from the other."""
+
+    sku: str = Field(min_length=1)
+    warehouse: str = Field(min_length=1)
+    available: int | None = None
+    on_hand: int | None = Field(None, ge=0)
+    allocated: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_say_it(self) -> StockUpsert:
+        if self.available is None and self.on_hand is None and self.allocated is None:
+            raise ValueError("give available, or on_hand and/or allocated")
+        if self.available is not None and self.on_hand is not None:
+            raise ValueError("give available or on_hand, not both (available = on_hand - allocated)")
+        return self
+
+
+class StockUpsertBody(_Body):
+    stock: list[StockUpsert] = Field(min_length=1)
+
+
 class SalesOrderLine(_Body):
     line_number: int = Field(ge=1)
     item_id: str

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .models import Item, ItemUpsert, SalesOrder, SalesOrderCreate
+from .models import Item, ItemUpsert, SalesOrder, SalesOrderCreate, StockUpsert
 
 DDL = """
 CREATE TABLE IF NOT EXISTS items (
@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS sales_orders (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     released_at        timestamptz
 );
+-- Stock per SKU and warehouse. change_id comes from a sequence (never reset) and is renewed on
+-- every change, so "change_id > cursor" is exactly what changed since the cursor.
+CREATE SEQUENCE IF NOT EXISTS stock_change_id;
+CREATE TABLE IF NOT EXISTS stock (
+    sku        text NOT NULL,
+    warehouse  text NOT NULL,
+    on_hand    bigint NOT NULL CHECK (on_hand >= 0),
+    allocated  bigint NOT NULL CHECK (allocated >= 0),
+    available  bigint GENERATED ALWAYS AS (on_hand - allocated) STORED,
+    change_id  bigint NOT NULL UNIQUE,
+    changed_at timestamptz NOT NULL,
+    PRIMARY KEY (sku, warehouse)
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key                text PRIMARY KEY,
     request_hash       text NOT NULL,
@@ -59,6 +72,45 @@ SEED_ITEMS = [
                    {"item_id": "ITM-0003", "sku": "MUG-STONE", "quantity": 2},
                ]),
 ]
+
+SEED_STOCK = [
+    StockUpsert(sku="TEE-BLK-M", warehouse="WH-MAIN", on_hand=25),
+    StockUpsert(sku="TEE-BLK-L", warehouse="WH-MAIN", on_hand=12),
+    StockUpsert(sku="MUG-STONE", warehouse="WH-MAIN", on_hand=40),
+]
+
+STOCK_COLUMNS = ("sku", "warehouse", "on_hand", "allocated", "available", "change_id", "changed_at")
+
+# One statement for any number of rows: the wanted on_hand/allocated per row from what was given
+# and what is stored; only rows that differ get written, each with a new change_id.
+UPSERT_STOCK = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+        AS i(sku, warehouse, available, on_hand, allocated)
+), given AS (
+    SELECT i.sku, i.warehouse, i.available, s.on_hand AS old_on_hand, s.allocated AS old_allocated,
+           CASE WHEN i.available IS NULL THEN coalesce(i.on_hand, s.on_hand, 0)
+                ELSE greatest(i.available + coalesce(i.allocated, s.allocated, 0), 0) END AS on_hand,
+           coalesce(i.allocated, s.allocated, 0) AS allocated
+    FROM input i LEFT JOIN stock s USING (sku, warehouse)
+), wanted AS (
+    SELECT sku, warehouse, on_hand, old_on_hand, old_allocated,
+           CASE WHEN available IS NULL THEN allocated ELSE on_hand - available END AS allocated
+    FROM given
+), changed AS (
+    SELECT sku, warehouse, on_hand, allocated FROM wanted
+    WHERE (on_hand, allocated) IS DISTINCT FROM (old_on_hand, old_allocated)
+    ORDER BY sku, warehouse
+), written AS (
+    INSERT INTO stock AS s (sku, warehouse, on_hand, allocated, change_id, changed_at)
+    SELECT sku, warehouse, on_hand, allocated, nextval('stock_change_id'), now() FROM changed
+    ON CONFLICT (sku, warehouse) DO UPDATE SET
+        on_hand = EXCLUDED.on_hand, allocated = EXCLUDED.allocated,
+        change_id = EXCLUDED.change_id, changed_at = EXCLUDED.changed_at
+    RETURNING change_id
+)
+SELECT count(*) AS changed, max(change_id) AS last_change_id FROM written
+"""
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -96,6 +148,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ApiError("invalid_cursor", "cursor is not one this API returned", 400) from exc
 
 
+def decode_stock_cursor(cursor: str) -> int:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        raise ApiError("invalid_cursor", "cursor is not one this API returned", 400)
+    return int(cursor)
+
+
+def _stock(row: asyncpg.Record) -> dict:
+    return {**dict(row), "changed_at": row["changed_at"].isoformat().replace("+00:00", "Z")}
+
+
 def _item(row: asyncpg.Record) -> Item:
     return Item(**{**dict(row), "components": json.loads(row["components"])})
 
@@ -122,6 +184,8 @@ class Store:
                 await conn.execute(DDL)
                 if not await conn.fetchval("SELECT EXISTS (SELECT FROM items)"):
                     await _upsert_items(conn, SEED_ITEMS)
+                if not await conn.fetchval("SELECT EXISTS (SELECT FROM stock)"):
+                    await _upsert_stock(conn, SEED_STOCK)
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10,
@@ -165,6 +229,20 @@ class Store:
             rows = await conn.fetch("SELECT * FROM items WHERE item_id = ANY($1) ORDER BY item_id",
                                     [i.item_id for i in items])
         return [_item(r) for r in rows]
+
+    # stock
+    async def list_stock(self, after: str | None, limit: int) -> tuple[list[dict], str, bool]:
+        """Rows changed after the cursor, in change_id order; the cursor is the last change_id."""
+        position = decode_stock_cursor(after) if after is not None else 0
+        rows = await self.pool.fetch(
+            f"SELECT {', '.join(STOCK_COLUMNS)} FROM stock WHERE change_id > $1 ORDER BY change_id LIMIT $2",
+            position, limit + 1)
+        page = [_stock(r) for r in rows[:limit]]
+        return page, str(page[-1]["change_id"] if page else position), len(rows) > limit
+
+    async def upsert_stock(self, rows: list[StockUpsert]) -> dict[str, int | None]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await _upsert_stock(conn, rows)
 
     # sales orders
     async def create_sales_order(self, key: str, body: SalesOrderCreate) -> Created:
@@ -243,13 +321,16 @@ class Store:
                       (SELECT coalesce(sum(replays), 0) FROM idempotency_keys) AS idempotent_replays""")
         return dict(row)
 
-    async def reset(self, items: bool) -> None:
+    async def reset(self, items: bool, stock: bool = False) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("TRUNCATE idempotency_keys, sales_orders")
             await conn.execute("UPDATE counters SET value = 0 WHERE name = 'sales_order'")
             if items:
                 await conn.execute("TRUNCATE items")
                 await _upsert_items(conn, SEED_ITEMS)
+            if stock:  # the change_id sequence goes on: a poller's cursor stays valid
+                await conn.execute("TRUNCATE stock")
+                await _upsert_stock(conn, SEED_STOCK)
 
 
 def _duplicate(external_reference: str, existing: str | None) -> ApiError:
@@ -288,3 +369,16 @@ async def _upsert_items(conn: asyncpg.Connection, items: list[ItemUpsert]) -> No
                                    EXCLUDED.item_type, EXCLUDED.components, EXCLUDED.unit_of_measure)""",
         [(i.item_id, i.sku, i.description, i.active, i.item_type,
           json.dumps([c.model_dump() for c in i.components]), i.unit_of_measure) for i in items])
+
+
+async def _upsert_stock(conn: asyncpg.Connection, rows: list[StockUpsert]) -> dict[str, int | None]:
+    """Set stock records (the last one wins for a repeated SKU and warehouse) in one statement.
+    Writers take a lock first, so change_ids become visible in increasing order: a reader that
+    has seen change_id N never later finds a new change below N (no gap a cursor could skip)."""
+    latest = {(r.sku, r.warehouse): r for r in rows}
+    columns = [list(c) for c in zip(*((r.sku, r.warehouse, r.available, r.on_hand, r.allocated)
+                                      for r in latest.values()))] if latest else [[]] * 5
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_stock:' || current_schema()))")
+    row = await conn.fetchrow(UPSERT_STOCK, *columns)
+    return {"received": len(rows), "changed": row["changed"], "unchanged": len(latest) - row["changed"],
+            "last_change_id": row["last_change_id"]}

@@ -1,0 +1,367 @@
+"""The inventory aggregates (DESIGN.md flow 5).
+
+StockItem, one per SKU and Shopify location: records what Prima has available (a stock record,
+or for a bundle the level its components allow), what Shopify shows (observed in a catalogue
+read, or confirmed by a push), and decides when Shopify must be told: only when the desired
+level, max(0, Prima available - buffer), differs from the level last seen in Shopify.
+
+CatalogItem, one per SKU: Prima's item master entry (active, bundle components) beside the
+Shopify variant that sells it. It raises the publishing guard's exception when a Shopify
+variant has no active Prima item (and, if configured, asks for the product to be set to DRAFT),
+and the exception for stock in a warehouse that no Shopify location is mapped to.
+
+Commands (SetInventoryLevel, SetProductStatus) are recorded as events and leave through the
+notification log. Event attributes are plain JSON values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from contracts.inventory import (
+    InventoryLevelConfirmed,
+    InventoryLevelFailed,
+    InventoryLevelRejected,
+    PrimaItemChanged,
+    ProductStatusRejected,
+    ProductStatusSet,
+    SetInventoryLevel,
+    SetProductStatus,
+    ShopifyOutcome,
+    ShopifyVariantObserved,
+)
+from domain.inventory.buffer import BufferRules, desired_level
+
+STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/stock-items")
+CATALOG_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/catalog-items")
+
+
+def stock_reference(warehouse: str, sku: str, change_id: int) -> str:
+    """referenceDocumentUri for a level that comes from one Prima stock record."""
+    return f"prima://stock/{warehouse}/{sku}?change={change_id}"
+
+
+def bundle_reference(warehouse: str, sku: str, components: dict[str, int]) -> str:
+    parts = ",".join(f"{c}x{q}" for c, q in sorted(components.items()))
+    return f"prima://bundle/{warehouse}/{sku}?components={parts}"
+
+
+class StockItem(Aggregate):
+    @staticmethod
+    def create_id(sku: str, location_id: str) -> UUID:
+        return uuid5(STOCK_NAMESPACE, f"{sku}@{location_id}")
+
+    @event("Registered")
+    def __init__(self, sku: str, location_id: str, warehouse: str) -> None:
+        self.sku = sku
+        self.location_id = location_id
+        self.warehouse = warehouse
+        self.prima_available: int | None = None
+        self.prima_change_id = 0
+        self.prima_reference: str | None = None
+        self.buffer: int | None = None
+        self.buffer_rule: str | None = None
+        self.desired: int | None = None
+        self.inventory_item_id: str | None = None
+        self.shopify_level: int | None = None
+        self.shopify_level_at: datetime | None = None
+        self.pending: dict[str, Any] | None = None  # the SetInventoryLevel awaiting its outcome
+        self.pushes = 0
+        self.exception: dict[str, Any] | None = None
+
+    # -- events -------------------------------------------------------------------------------
+
+    @event("PrimaAvailabilityRecorded")
+    def _prima_recorded(self, available: int, change_id: int, reference: str, source: str,
+                        components: dict[str, int] | None) -> None:
+        self.prima_available = available
+        self.prima_change_id = max(self.prima_change_id, change_id)
+        self.prima_reference = reference
+
+    @event("DesiredLevelChanged")
+    def _desired_changed(self, prima_available: int, buffer: int, buffer_rule: str, desired: int) -> None:
+        self.buffer = buffer
+        self.buffer_rule = buffer_rule
+        self.desired = desired
+
+    @event("ShopifyLevelObserved")
+    def _observed(self, inventory_item_id: str, available: int, observed_at: datetime,
+                  sync_run_id: str | None) -> None:
+        self.inventory_item_id = inventory_item_id
+        self.shopify_level = available
+        self.shopify_level_at = observed_at
+        if self.pending is not None and datetime.fromisoformat(self.pending["issued_at"]) < observed_at:
+            self.pending = None  # read after the command was issued: decide again from what is there
+
+    @event("PushRequested")
+    def _push_requested(self, command: dict[str, Any], desired: int, shopify_level: int | None) -> None:
+        self.pending = command
+        self.pushes += 1
+
+    @event("PushConfirmed")
+    def _push_confirmed(self, command_id: str, quantity: int, previous_quantity: int | None,
+                        stale_retries: int, occurred_at: datetime) -> None:
+        if self.shopify_level_at is None or occurred_at >= self.shopify_level_at:
+            self.shopify_level = quantity
+            self.shopify_level_at = occurred_at
+        if self.pending is not None and self.pending["command_id"] == command_id:
+            self.pending = None
+        self.exception = None
+
+    @event("PushRejected")
+    def _push_rejected(self, command_id: str, code: str, reason: str) -> None:
+        self.pending = None
+        self.exception = {"kind": "push_rejected", "code": code, "reason": reason, "command_id": command_id}
+
+    @event("PushFailed")
+    def _push_failed(self, command_id: str, attempts: int, reason: str) -> None:
+        self.pending = None
+        self.exception = {"kind": "push_failed", "code": "gateway_gave_up", "reason": reason,
+                          "command_id": command_id}
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def record_prima_stock(self, available: int, change_id: int, rules: BufferRules, now: datetime) -> bool:
+        """A Prima stock record for this SKU's warehouse. Older or repeated records change nothing."""
+        if change_id <= self.prima_change_id:
+            return False
+        self._prima_recorded(available=available, change_id=change_id,
+                             reference=stock_reference(self.warehouse, self.sku, change_id),
+                             source="stock", components=None)
+        self._decide(rules, now)
+        return True
+
+    def record_bundle_level(self, available: int, components: dict[str, int], rules: BufferRules,
+                            now: datetime) -> bool:
+        """The level a bundle's components allow at this location, recomputed by the decider."""
+        reference = bundle_reference(self.warehouse, self.sku, components)
+        if (available, reference) == (self.prima_available, self.prima_reference):
+            return False
+        self._prima_recorded(available=available, change_id=0, reference=reference, source="bundle",
+                             components=components)
+        self._decide(rules, now)
+        return True
+
+    def record_observation(self, inventory_item_id: str, available: int, observed_at: datetime,
+                           sync_run_id: UUID | None, rules: BufferRules, now: datetime) -> bool:
+        """Shopify's level as read by the catalogue reader. A read older than what is known is
+        ignored (a push confirmed after the read started is newer)."""
+        if self.shopify_level_at is not None and observed_at <= self.shopify_level_at:
+            if self.inventory_item_id == inventory_item_id:
+                self._decide(rules, now)  # a full comparison re-checks the buffer (peak windows)
+                return False
+        self._observed(inventory_item_id=inventory_item_id, available=available, observed_at=observed_at,
+                       sync_run_id=str(sync_run_id) if sync_run_id else None)
+        self._decide(rules, now)
+        return True
+
+    def record_outcome(self, outcome: ShopifyOutcome) -> bool:
+        if isinstance(outcome, InventoryLevelConfirmed):
+            self._push_confirmed(command_id=str(outcome.command_id), quantity=outcome.quantity,
+                                 previous_quantity=outcome.previous_quantity,
+                                 stale_retries=outcome.stale_retries, occurred_at=outcome.occurred_at)
+            return True
+        if self.pending is None or self.pending["command_id"] != str(outcome.command_id):
+            return False  # a superseded command's failure: the newer command decides
+        if isinstance(outcome, InventoryLevelRejected):
+            self._push_rejected(command_id=str(outcome.command_id), code=outcome.code, reason=outcome.reason)
+            return True
+        if isinstance(outcome, InventoryLevelFailed):
+            self._push_failed(command_id=str(outcome.command_id), attempts=outcome.attempts, reason=outcome.reason)
+            return True
+        return False
+
+    @event("PushReleased")
+    def _released(self, released_by: str, previous: dict[str, Any]) -> None:
+        self.exception = None
+
+    def release(self, released_by: str, rules: BufferRules, now: datetime) -> bool:
+        """After a rejected or failed push was looked at (and fixed): decide again."""
+        if self.exception is None:
+            return False
+        self._released(released_by=released_by, previous=self.exception)
+        self._decide(rules, now)
+        return True
+
+    def refresh(self, rules: BufferRules, now: datetime) -> bool:
+        """Re-evaluate the buffer (a peak window opened or closed)."""
+        return self._decide(rules, now)
+
+    def _decide(self, rules: BufferRules, now: datetime) -> bool:
+        if self.prima_available is None:
+            return False
+        buffer = rules.buffer_for(self.sku, now)
+        desired = desired_level(self.prima_available, buffer.units)
+        if (desired, buffer.units, buffer.rule) != (self.desired, self.buffer, self.buffer_rule):
+            self._desired_changed(prima_available=self.prima_available, buffer=buffer.units,
+                                  buffer_rule=buffer.rule, desired=desired)
+        if self.inventory_item_id is None or self.exception is not None:
+            return False  # not sold in Shopify here yet / waiting for a person
+        if desired == self.shopify_level:
+            return False  # push only what changed
+        if self.pending is not None and self.pending["quantity"] == desired:
+            return False  # already asked for
+        command = SetInventoryLevel(
+            command_id=uuid5(self.id, f"set-inventory-level/{self.pushes + 1}"),
+            sku=self.sku,
+            inventory_item_id=self.inventory_item_id,
+            location_id=self.location_id,
+            quantity=desired,
+            change_from_quantity=self.shopify_level,
+            reference_document_uri=self.prima_reference or f"prima://stock/{self.warehouse}/{self.sku}",
+            issued_at=now,
+        )
+        self._push_requested(command=command.model_dump(mode="json"), desired=desired,
+                             shopify_level=self.shopify_level)
+        return True
+
+
+class CatalogItem(Aggregate):
+    @staticmethod
+    def create_id(sku: str) -> UUID:
+        return uuid5(CATALOG_NAMESPACE, sku)
+
+    @event("Registered")
+    def __init__(self, sku: str) -> None:
+        self.sku = sku
+        self.item: dict[str, Any] | None = None  # Prima's item master entry
+        self.variant: dict[str, Any] | None = None  # the Shopify variant selling this SKU
+        self.unmapped_warehouses: list[str] = []
+        self.guard: dict[str, Any] | None = None  # open publishing-guard exception
+        self.drafted_by_us = False
+        self.status_command: dict[str, Any] | None = None
+        self.status_commands = 0
+
+    @event("PrimaItemRecorded")
+    def _item_recorded(self, item_id: str, item_type: str, active: bool, components: dict[str, int],
+                       updated_at: datetime) -> None:
+        self.item = {"item_id": item_id, "item_type": item_type, "active": active,
+                     "components": components, "updated_at": updated_at.isoformat()}
+
+    @event("ShopifyVariantRecorded")
+    def _variant_recorded(self, variant_id: str, product_id: str, product_status: str,
+                          inventory_item_id: str, observed_at: datetime) -> None:
+        self.variant = {"variant_id": variant_id, "product_id": product_id, "product_status": product_status,
+                        "inventory_item_id": inventory_item_id, "observed_at": observed_at.isoformat()}
+
+    @event("UnmappedWarehouseFound")
+    def _unmapped_warehouse(self, warehouse: str, available: int, change_id: int) -> None:
+        self.unmapped_warehouses.append(warehouse)
+
+    @event("VariantWithoutPrimaItem")
+    def _guard_raised(self, reason: str, product_id: str, variant_id: str) -> None:
+        self.guard = {"reason": reason, "product_id": product_id, "variant_id": variant_id}
+
+    @event("VariantGuardCleared")
+    def _guard_cleared(self, item_id: str) -> None:
+        self.guard = None
+
+    @event("ProductStatusRequested")
+    def _status_requested(self, command: dict[str, Any]) -> None:
+        self.status_command = command
+        self.status_commands += 1
+        if command["status"] == "DRAFT":
+            self.drafted_by_us = True
+
+    @event("ProductStatusConfirmed")
+    def _status_confirmed(self, command_id: str, status: str, occurred_at: datetime) -> None:
+        if self.variant is not None:
+            self.variant = {**self.variant, "product_status": status}
+        if status == "ACTIVE":
+            self.drafted_by_us = False  # back as it was: a later DRAFT is the merchant's
+
+    @event("ProductStatusRefused")
+    def _status_refused(self, command_id: str, reason: str) -> None:
+        pass
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    @property
+    def components(self) -> dict[str, int]:
+        return dict(self.item["components"]) if self.item else {}
+
+    @property
+    def is_bundle(self) -> bool:
+        return bool(self.item and self.item["item_type"] == "bundle")
+
+    def record_prima_item(self, fact: PrimaItemChanged, draft_unpublished: bool, now: datetime) -> bool:
+        components = {c.sku: c.quantity for c in fact.components}
+        if self.item is not None and datetime.fromisoformat(self.item["updated_at"]) >= fact.updated_at:
+            return False
+        current = self.item
+        if current and (current["item_id"], current["item_type"], current["active"], current["components"]) == (
+                fact.item_id, fact.item_type, fact.active, components):
+            return False
+        self._item_recorded(item_id=fact.item_id, item_type=fact.item_type, active=fact.active,
+                            components=components, updated_at=fact.updated_at)
+        self._guard_decide(draft_unpublished, now)
+        return True
+
+    def record_variant(self, fact: ShopifyVariantObserved, draft_unpublished: bool, now: datetime) -> bool:
+        seen = (fact.variant_id, fact.product_id, fact.product_status, fact.inventory_item_id)
+        changed = self.variant is None or seen != (
+            self.variant["variant_id"], self.variant["product_id"], self.variant["product_status"],
+            self.variant["inventory_item_id"])
+        if changed:
+            self._variant_recorded(variant_id=fact.variant_id, product_id=fact.product_id,
+                                   product_status=fact.product_status, inventory_item_id=fact.inventory_item_id,
+                                   observed_at=fact.observed_at)
+        return self._guard_decide(draft_unpublished, now) or changed
+
+    def record_unmapped_warehouse(self, warehouse: str, available: int, change_id: int) -> bool:
+        if warehouse in self.unmapped_warehouses:
+            return False
+        self._unmapped_warehouse(warehouse=warehouse, available=available, change_id=change_id)
+        return True
+
+    def record_status_outcome(self, outcome: ShopifyOutcome) -> bool:
+        if self.status_command is None or self.status_command["command_id"] != str(outcome.command_id):
+            return False
+        if isinstance(outcome, ProductStatusSet):
+            self._status_confirmed(command_id=str(outcome.command_id), status=outcome.status,
+                                   occurred_at=outcome.occurred_at)
+            return True
+        if isinstance(outcome, ProductStatusRejected):
+            self._status_refused(command_id=str(outcome.command_id), reason=outcome.reason)
+            return True
+        return False
+
+    def _guard_decide(self, draft_unpublished: bool, now: datetime) -> bool:
+        """Publishing guard: a Shopify variant must sell an active Prima item. With the switch
+        on, its product is set to DRAFT (once), and back to ACTIVE once the item is active again
+        if this integration was what drafted it."""
+        if self.variant is None:
+            return False
+        decided = False
+        status = self.variant["product_status"]
+        asked = self.status_command["status"] if self.status_command else None
+        has_item = bool(self.item and self.item["active"] and self.item["item_type"] != "service")
+        if not has_item:
+            if self.guard is None:
+                reason = "no Prima item with this SKU" if self.item is None else (
+                    "the Prima item is inactive" if not self.item["active"] else "the Prima item is a service")
+                self._guard_raised(reason=reason, product_id=self.variant["product_id"],
+                                   variant_id=self.variant["variant_id"])
+                decided = True
+            if draft_unpublished and status == "ACTIVE" and asked != "DRAFT":
+                self._request_status("DRAFT", self.guard["reason"], now)
+                decided = True
+            return decided
+        if self.guard is not None:
+            self._guard_cleared(item_id=self.item["item_id"])
+            decided = True
+        if self.drafted_by_us and status == "DRAFT" and asked != "ACTIVE":
+            self._request_status("ACTIVE", "an active Prima item exists again", now)
+            decided = True
+        return decided
+
+    def _request_status(self, status: str, reason: str, now: datetime) -> None:
+        command = SetProductStatus(
+            command_id=uuid5(self.id, f"set-product-status/{self.status_commands + 1}"),
+            sku=self.sku, product_id=self.variant["product_id"], status=status, reason=reason, issued_at=now,
+        )
+        self._status_requested(command=command.model_dump(mode="json"))

@@ -1,0 +1,238 @@
+"""StockItem and CatalogItem decisions, given-when-then on their events (in-memory event store:
+pure logic only; the same application runs on PostgreSQL in the e2e tests)."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from contracts.inventory import (
+    BundleComponent,
+    InventoryLevelConfirmed,
+    InventoryLevelFailed,
+    InventoryLevelRejected,
+    PrimaItemChanged,
+    PrimaStockLevel,
+    ShopifyLevel,
+    ShopifyVariantObserved,
+)
+from domain.inventory.application import InventoryApplication, InventoryPolicy
+from domain.inventory.buffer import BufferRules
+from domain.inventory.domainmodel import CatalogItem, StockItem
+
+LOC = "gid://shopify/Location/1"
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+POLICY = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=BufferRules(default=2))
+
+
+@pytest.fixture
+def app():
+    app = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield app
+    app.close()
+
+
+def stock(sku, available, change_id, warehouse="WH-MAIN"):
+    return PrimaStockLevel(sku=sku, warehouse=warehouse, available=available, change_id=change_id,
+                           changed_at=T0, polled_at=T0)
+
+
+def variant(sku, available, at=T0, status="ACTIVE", item="gid://shopify/InventoryItem/1"):
+    return ShopifyVariantObserved(sku=sku, variant_id=f"gid://shopify/ProductVariant/{sku}",
+                                  product_id=f"gid://shopify/Product/{sku}", product_status=status,
+                                  inventory_item_id=item, levels=(ShopifyLevel(location_id=LOC, available=available),),
+                                  observed_at=at, sync_run_id=uuid4())
+
+
+def item(sku, item_type="stock", active=True, components=(), at=T0):
+    return PrimaItemChanged(sku=sku, item_id=f"ITM-{sku}", description=sku, item_type=item_type, active=active,
+                            components=tuple(BundleComponent(sku=s, quantity=q) for s, q in components),
+                            updated_at=at, polled_at=at)
+
+
+def events(app, aggregate_id):
+    return [type(e).__name__ for e in app.repository.get(aggregate_id).collect_events()] or [
+        type(e).__name__ for e in app.events.get(aggregate_id)]
+
+
+def names(app, aggregate_id):
+    return [type(e).__name__ for e in app.events.get(aggregate_id)]
+
+
+def pushes(app, sku, location=LOC):
+    found = app.find_stock(sku, location)
+    return [e.command for e in app.events.get(found.id) if type(e).__name__ == "PushRequested"]
+
+
+def test_a_stock_change_for_a_sku_sold_in_shopify_pushes_available_minus_buffer(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    assert command["quantity"] == 8
+    assert command["change_from_quantity"] == 0
+    assert command["inventory_item_id"] == "gid://shopify/InventoryItem/1"
+    assert command["reference_document_uri"] == "prima://stock/WH-MAIN/TEE?change=1"
+
+
+def test_no_push_when_the_desired_level_equals_shopifys(app):
+    app.handle([variant("TEE", 8), stock("TEE", 10, 1)], POLICY, T0)
+    assert pushes(app, "TEE") == []
+    assert app.find_stock("TEE", LOC).desired == 8
+
+
+def test_no_second_push_for_the_same_desired_level_while_one_is_pending(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    app.handle([stock("TEE", 10, 2)], POLICY, T0)  # a new Prima record, same quantity
+    assert len(pushes(app, "TEE")) == 1
+
+
+def test_a_repeated_or_older_prima_record_changes_nothing(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 5)], POLICY, T0)
+    before = names(app, app.find_stock("TEE", LOC).id)
+    result = app.handle([stock("TEE", 10, 5), stock("TEE", 3, 4)], POLICY, T0)
+    assert result.applied == 0 and result.ignored == 2
+    assert names(app, app.find_stock("TEE", LOC).id) == before
+
+
+def test_negative_prima_availability_is_clamped_to_zero(app):
+    app.handle([variant("TEE", 4), stock("TEE", -3, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    assert command["quantity"] == 0
+
+
+def test_a_confirmed_push_becomes_the_level_to_compare_against(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([InventoryLevelConfirmed(command_id=command["command_id"], sku="TEE", inventory_item_id="x",
+                                        location_id=LOC, quantity=8, previous_quantity=0,
+                                        occurred_at=T0 + timedelta(seconds=1))], POLICY, T0)
+    item_ = app.find_stock("TEE", LOC)
+    assert (item_.shopify_level, item_.pending) == (8, None)
+    app.handle([stock("TEE", 7, 2)], POLICY, T0)
+    second = pushes(app, "TEE")[-1]
+    assert (second["quantity"], second["change_from_quantity"]) == (5, 8)
+
+
+def test_a_new_level_while_a_push_is_pending_supersedes_it_with_the_same_compare_value(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1), stock("TEE", 6, 2)], POLICY, T0)
+    first, second = pushes(app, "TEE")
+    assert (first["quantity"], second["quantity"]) == (8, 4)
+    assert second["change_from_quantity"] == 0  # Shopify has confirmed nothing since
+    assert first["command_id"] != second["command_id"]
+
+
+def test_the_peak_window_buffer_changes_the_desired_level():
+    rules = BufferRules.model_validate({"default": 2, "peak": [
+        {"name": "bf", "start": "2026-11-27T00:00:00Z", "end": "2026-11-30T00:00:00Z", "default": 5}]})
+    app = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    policy = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=rules)
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], policy, datetime(2026, 11, 26, tzinfo=UTC))
+    assert pushes(app, "TEE")[-1]["quantity"] == 8
+    app.refresh([("TEE", LOC)], policy, datetime(2026, 11, 27, 1, tzinfo=UTC))
+    assert pushes(app, "TEE")[-1]["quantity"] == 5
+    assert app.find_stock("TEE", LOC).buffer_rule == "peak bf: default"
+
+
+def test_a_sku_not_in_shopify_gets_a_desired_level_but_no_push(app):
+    app.handle([stock("COMPONENT-ONLY", 10, 1)], POLICY, T0)
+    found = app.find_stock("COMPONENT-ONLY", LOC)
+    assert (found.desired, found.inventory_item_id) == (8, None)
+    assert pushes(app, "COMPONENT-ONLY") == []
+
+
+def test_a_warehouse_with_no_location_is_an_exception_not_a_guess(app):
+    result = app.handle([stock("TEE", 10, 1, warehouse="WH-POPUP")], POLICY, T0)
+    assert result.exceptions == ["unmapped warehouse WH-POPUP (TEE)"]
+    assert app.find_stock("TEE", LOC) is None
+    assert "UnmappedWarehouseFound" in names(app, CatalogItem.create_id("TEE"))
+    assert app.handle([stock("TEE", 11, 2, warehouse="WH-POPUP")], POLICY, T0).exceptions == []  # once
+
+
+def test_a_component_change_moves_its_bundles_level(app):
+    app.handle([item("TEE"), item("MUG"), item("GIFT-SET", "bundle", components=[("TEE", 1), ("MUG", 2)]),
+                variant("GIFT-SET", 0), stock("TEE", 10, 1), stock("MUG", 9, 2)], POLICY, T0)
+    gift = app.find_stock("GIFT-SET", LOC)
+    assert gift.prima_available == 4  # min(10/1, 9/2)
+    assert pushes(app, "GIFT-SET")[-1]["quantity"] == 2  # minus the default buffer of 2
+    app.handle([stock("MUG", 20, 3)], POLICY, T0)
+    assert app.find_stock("GIFT-SET", LOC).prima_available == 10
+    app.handle([stock("TEE", 3, 4)], POLICY, T0)
+    assert app.find_stock("GIFT-SET", LOC).prima_available == 3
+    assert pushes(app, "GIFT-SET")[-1]["quantity"] == 1
+    assert pushes(app, "GIFT-SET")[-1]["reference_document_uri"] == \
+        "prima://bundle/WH-MAIN/GIFT-SET?components=MUGx2,TEEx1"
+
+
+def test_the_bundle_index_is_rebuilt_from_the_log(app):
+    app.handle([item("GIFT-SET", "bundle", components=[("TEE", 1), ("MUG", 2)])], POLICY, T0)
+    fresh = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    fresh.recorder = app.recorder
+    fresh.load_bundle_index()
+    assert fresh.bundles == {"GIFT-SET": {"TEE": 1, "MUG": 2}}
+    assert fresh.bundles_of["MUG"] == {"GIFT-SET"}
+
+
+def test_an_observation_older_than_a_confirmed_push_is_ignored(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([InventoryLevelConfirmed(command_id=command["command_id"], sku="TEE", inventory_item_id="x",
+                                        location_id=LOC, quantity=8, previous_quantity=0,
+                                        occurred_at=T0 + timedelta(seconds=5))], POLICY, T0)
+    app.handle([variant("TEE", 0, at=T0 + timedelta(seconds=2))], POLICY, T0)
+    assert app.find_stock("TEE", LOC).shopify_level == 8
+    assert len(pushes(app, "TEE")) == 1
+
+
+def test_drift_found_by_a_later_read_is_repaired(app):
+    app.handle([variant("TEE", 8), stock("TEE", 10, 1)], POLICY, T0)
+    app.handle([variant("TEE", 3, at=T0 + timedelta(minutes=5))], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    assert (command["quantity"], command["change_from_quantity"]) == (8, 3)
+
+
+def test_a_rejected_push_is_an_exception_until_released(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([InventoryLevelRejected(command_id=command["command_id"], sku="TEE", location_id=LOC,
+                                       code="ITEM_NOT_STOCKED_AT_LOCATION", reason="not stocked",
+                                       occurred_at=T0)], POLICY, T0)
+    assert app.find_stock("TEE", LOC).exception["kind"] == "push_rejected"
+    app.handle([stock("TEE", 12, 2)], POLICY, T0)
+    assert len(pushes(app, "TEE")) == 1  # no pushing into a known problem
+    app.release("TEE", LOC, "ops", POLICY, T0)
+    assert pushes(app, "TEE")[-1]["quantity"] == 10
+
+
+def test_a_failure_of_a_superseded_command_changes_nothing(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1), stock("TEE", 6, 2)], POLICY, T0)
+    first, _ = pushes(app, "TEE")
+    result = app.handle([InventoryLevelFailed(command_id=first["command_id"], sku="TEE", location_id=LOC,
+                                              attempts=6, reason="x", occurred_at=T0)], POLICY, T0)
+    assert result.applied == 0
+    assert app.find_stock("TEE", LOC).exception is None
+
+
+def test_publishing_guard_lists_a_variant_without_an_active_prima_item(app):
+    app.handle([variant("GHOST", 0)], POLICY, T0)
+    catalog = app.find_catalog("GHOST")
+    assert catalog.guard["reason"] == "no Prima item with this SKU"
+    assert catalog.status_command is None  # the draft switch is off
+
+
+def test_publishing_guard_drafts_the_product_when_switched_on_and_restores_it(app):
+    policy = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=BufferRules(), draft_unpublished=True)
+    app.handle([item("CAP", active=False), variant("CAP", 0)], policy, T0)
+    catalog = app.find_catalog("CAP")
+    assert catalog.guard["reason"] == "the Prima item is inactive"
+    assert catalog.status_command["status"] == "DRAFT"
+    app.handle([variant("CAP", 0, at=T0 + timedelta(minutes=1))], policy, T0)
+    assert catalog.status_commands == 1  # asked once
+    app.handle([item("CAP", active=True, at=T0 + timedelta(minutes=2)),
+                variant("CAP", 0, at=T0 + timedelta(minutes=3), status="DRAFT")], policy, T0)
+    catalog = app.find_catalog("CAP")
+    assert catalog.guard is None
+    assert catalog.status_command["status"] == "ACTIVE"
+
+
+def test_a_variant_with_an_active_item_raises_nothing(app):
+    app.handle([item("TEE"), variant("TEE", 0)], POLICY, T0)
+    assert app.find_catalog("TEE").guard is None
