@@ -29,9 +29,21 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from contracts.events import OrderEvent
+from contracts.inventory import PrimaInventoryFact, ShopifyCommand, ShopifyInventoryFact, ShopifyOutcome, StockEvent
 from contracts.prima import CreateSalesOrder, PrimaOutcome
 from contracts.shopify import ShopifyOrderReceived
-from contracts.topics import ORDER_EVENTS, PRIMA_COMMANDS, PRIMA_OUTCOMES, SHOPIFY_ORDERS, TopicSpec
+from contracts.topics import (
+    ORDER_EVENTS,
+    PRIMA_COMMANDS,
+    PRIMA_INVENTORY,
+    PRIMA_OUTCOMES,
+    SHOPIFY_COMMANDS,
+    SHOPIFY_INVENTORY,
+    SHOPIFY_ORDERS,
+    SHOPIFY_OUTCOMES,
+    STOCK_EVENTS,
+    TopicSpec,
+)
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 SCHEMAS_DIR = CONTRACTS_DIR / "schemas"
@@ -62,6 +74,16 @@ CONTRACTS: tuple[TopicContract, ...] = (
     TopicContract(PRIMA_OUTCOMES, "PrimaOutcome", PrimaOutcome,
                   producers=("prima-gateway",), consumers=("order-decider",)),
     TopicContract(ORDER_EVENTS, "OrderEvent", OrderEvent,
+                  producers=("outbox-relay",), consumers=("projector",), headers=("message_type", "event_type")),
+    TopicContract(PRIMA_INVENTORY, "PrimaInventoryFact", PrimaInventoryFact,
+                  producers=("prima-ingest",), consumers=("stock-decider",)),
+    TopicContract(SHOPIFY_INVENTORY, "ShopifyInventoryFact", ShopifyInventoryFact,
+                  producers=("catalog-reader",), consumers=("stock-decider",)),
+    TopicContract(SHOPIFY_COMMANDS, "ShopifyCommand", ShopifyCommand,
+                  producers=("outbox-relay",), consumers=("shopify-gateway",)),
+    TopicContract(SHOPIFY_OUTCOMES, "ShopifyOutcome", ShopifyOutcome,
+                  producers=("shopify-gateway",), consumers=("stock-decider",)),
+    TopicContract(STOCK_EVENTS, "StockEvent", StockEvent,
                   producers=("outbox-relay",), consumers=("projector",), headers=("message_type", "event_type")),
 )
 
@@ -112,10 +134,11 @@ def _consts(schema: dict[str, Any], prop: str) -> list[str]:
     for variant in variants:
         if "$ref" in variant:
             variant = defs[variant["$ref"].removeprefix("#/$defs/")]
-        value = variant.get("properties", {}).get(prop, {}).get("const")
-        if value is None:
+        field = variant.get("properties", {}).get(prop, {})
+        found = [field["const"]] if "const" in field else field.get("enum")
+        if not found:
             raise ValueError(f"header {prop!r} has no constant value in every variant of {schema.get('title')}")
-        values.append(value)
+        values.extend(found)
     return sorted(set(values))
 
 

@@ -188,6 +188,17 @@ ShopifyOutcome = Annotated[
 # ------------------------------------------------------- domain events (stock-events topic)
 
 
+StockEventType = Literal[
+    "StockItem.Registered", "StockItem.PrimaAvailabilityRecorded", "StockItem.DesiredLevelChanged",
+    "StockItem.ShopifyLevelObserved", "StockItem.PushRequested", "StockItem.PushConfirmed",
+    "StockItem.PushRejected", "StockItem.PushFailed", "StockItem.PushReleased",
+    "CatalogItem.Registered", "CatalogItem.PrimaItemRecorded", "CatalogItem.ShopifyVariantRecorded",
+    "CatalogItem.UnmappedWarehouseFound", "CatalogItem.VariantWithoutPrimaItem",
+    "CatalogItem.VariantGuardCleared", "CatalogItem.ProductStatusRequested",
+    "CatalogItem.ProductStatusConfirmed", "CatalogItem.ProductStatusRefused",
+]
+
+
 class StockEvent(_Frozen):
     """One domain event of a StockItem (per SKU and location) or CatalogItem (per SKU).
 
@@ -196,7 +207,7 @@ class StockEvent(_Frozen):
 
     message_type: Literal["StockEvent"] = "StockEvent"
     event_id: UUID
-    event_type: str
+    event_type: StockEventType
     sku: str
     location_id: str | None  # None for CatalogItem events
     aggregate_id: UUID

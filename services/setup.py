@@ -11,9 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from contracts.topics import ALL_TOPICS
+from domain.inventory.application import InventoryApplication
 from domain.orders.application import OrderApplication
 from projections.store import create_read_model_schema
+from services import catalog_reader
 from services.config import Settings, get_settings
+from services import prima_ingest
 from services.ingest_store import create_ingest_schema
 
 log = logging.getLogger("shopify_prima.setup")
@@ -42,11 +45,14 @@ async def create_schemas(settings: Settings) -> None:
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{settings.event_store_schema}"')
         await create_ingest_schema(conn)
+        await prima_ingest.create_tables(conn)
         await create_read_model_schema(conn)
+        await catalog_reader.create_tables(conn)
     finally:
         await conn.close()
     # The event store's tables, created once here rather than raced by the services at start-up.
     OrderApplication(env=settings.eventsourcing_env(create_tables=True)).close()
+    InventoryApplication(env=settings.eventsourcing_env(create_tables=True)).close()
 
 
 async def main() -> None:

@@ -3,8 +3,10 @@ local services `make test` starts), and the running stack for end-to-end tests."
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +20,16 @@ def _docker_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
 
 
+STACK_ENV = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.env"
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
+    """The settings the local stack runs with: the environment, then deploy/local/stack.env."""
+    for line in STACK_ENV.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and name.strip() not in os.environ:
+            os.environ[name.strip()] = value
     return Settings()
 
 

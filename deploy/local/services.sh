@@ -12,6 +12,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# The stack's configuration (stack.env): each variable unless the environment already sets it.
+STACK_ENV="${STACK_ENV:-$REPO_ROOT/deploy/local/stack.env}"
+if [[ -f "$STACK_ENV" ]]; then
+  while IFS= read -r line; do
+    [[ "$line" =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]] || continue
+    [[ -n "${!BASH_REMATCH[1]+x}" ]] || export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+  done <"$STACK_ENV"
+fi
+
 # Not SHOPIFY_PRIMA_*: services/config.py refuses unknown variables with that prefix.
 PYTHON="${SERVICES_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 START_TIMEOUT="${SERVICES_START_TIMEOUT:-60}"
@@ -26,6 +35,10 @@ order_decider    services.order_decider   SHOPIFY_PRIMA_ORDER_DECIDER_METRICS_PO
 outbox_relay     services.outbox_relay    SHOPIFY_PRIMA_OUTBOX_RELAY_METRICS_PORT   9102 /metrics
 prima_gateway    services.prima_gateway   SHOPIFY_PRIMA_PRIMA_GATEWAY_METRICS_PORT  9103 /metrics
 projector        services.projector       SHOPIFY_PRIMA_PROJECTOR_METRICS_PORT      9104 /metrics
+stock_decider    services.stock_decider   SHOPIFY_PRIMA_STOCK_DECIDER_METRICS_PORT  9105 /metrics
+shopify_gateway  services.shopify_gateway SHOPIFY_PRIMA_SHOPIFY_GATEWAY_METRICS_PORT 9106 /metrics
+prima_ingest     services.prima_ingest    SHOPIFY_PRIMA_PRIMA_INGEST_METRICS_PORT   9107 /metrics
+catalog_reader   services.catalog_reader  SHOPIFY_PRIMA_CATALOG_READER_METRICS_PORT 9108 /metrics
 shopify_ingest   services.shopify_ingest  SHOPIFY_PRIMA_INGEST_PORT                 8081 /health
 ops_api          services.ops_api         SHOPIFY_PRIMA_OPS_API_PORT                8080 /health
 "

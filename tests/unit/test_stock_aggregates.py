@@ -236,3 +236,16 @@ def test_publishing_guard_drafts_the_product_when_switched_on_and_restores_it(ap
 def test_a_variant_with_an_active_item_raises_nothing(app):
     app.handle([item("TEE"), variant("TEE", 0)], POLICY, T0)
     assert app.find_catalog("TEE").guard is None
+
+
+def test_every_aggregate_event_is_named_in_the_stock_events_contract():
+    from typing import get_args
+
+    from contracts.inventory import StockEventType
+    from domain.inventory.domainmodel import CatalogItem, StockItem
+    from eventsourcing.domain import DomainEvent
+
+    declared = {f"{cls.__name__}.{name}" for cls in (StockItem, CatalogItem)
+                for name, value in vars(cls).items() if isinstance(value, type) and issubclass(value, DomainEvent)
+                and name not in ("Created", "Event")}  # the library's base classes
+    assert declared == set(get_args(StockEventType))
