@@ -86,7 +86,7 @@ async def base_url():
 @pytest.fixture
 async def client(base_url):
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
-        assert (await c.post("/_sandbox/reset", params={"items": "true"})).status_code == 200
+        assert (await c.post("/_sandbox/reset", params={"items": "true", "stock": "true"})).status_code == 200
         yield c
 
 
@@ -372,4 +372,161 @@ async def test_openapi_document_matches_the_app(client, base_url):
     assert set(item) == set(schemas["Item"]["properties"]) == set(schemas["Item"]["required"])
     faults = (await client.get("/_sandbox/faults")).json()["faults"]
     assert set(faults) == set(schemas["FaultConfig"]["properties"])
+    page = (await client.get("/v1/stock", headers=AUTH)).json()
+    stock_page = doc["paths"]["/v1/stock"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(page) == set(stock_page["properties"]) == set(stock_page["required"])
+    assert set(page["stock"][0]) == set(schemas["StockLevel"]["properties"]) == set(schemas["StockLevel"]["required"])
+    put = await client.put("/_sandbox/stock", json={"stock": [{"sku": "X", "warehouse": "W", "available": 1}]})
+    put_schema = doc["paths"]["/_sandbox/stock"]["put"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(put.json()) == set(put_schema["properties"])
     assert (await client.get("/nowhere")).json()["error"]["code"] == "not_found"
+
+
+# ---------------------------------------------------------------------------------------- stock
+
+
+async def stock_pages(client: httpx.AsyncClient, after: str | None = None, limit: int = 1000):
+    """Every page from `after` on: (rows, pages as (count, has_more), last next_cursor)."""
+    rows, pages = [], []
+    while True:
+        params = {"limit": limit, **({"after": after} if after is not None else {})}
+        r = await client.get("/v1/stock", params=params, headers=AUTH)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        rows += page["stock"]
+        pages.append((len(page["stock"]), page["has_more"]))
+        after = page["next_cursor"]
+        if not page["has_more"]:
+            return rows, pages, after
+
+
+async def put_stock(client: httpx.AsyncClient, *rows: dict) -> dict:
+    r = await client.put("/_sandbox/stock", json={"stock": list(rows)})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_stock_pages_by_cursor_in_change_order(client):
+    seeded, pages, start = await stock_pages(client)
+    assert {(r["sku"], r["warehouse"], r["on_hand"], r["allocated"], r["available"]) for r in seeded} == {
+        ("TEE-BLK-M", "WH-MAIN", 25, 0, 25), ("TEE-BLK-L", "WH-MAIN", 12, 0, 12), ("MUG-STONE", "WH-MAIN", 40, 0, 40)}
+    assert pages == [(3, False)] and start == str(max(r["change_id"] for r in seeded))
+
+    new = [{"sku": f"SOCK-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(7)]
+    answer = await put_stock(client, *new)
+    assert answer == {"received": 7, "changed": 7, "unchanged": 0, "last_change_id": int(start) + 7}
+
+    everything, pages, end = await stock_pages(client, limit=4)
+    assert pages == [(4, True), (4, True), (2, False)]
+    ids = [r["change_id"] for r in everything]
+    assert ids == sorted(ids) and len(set(ids)) == 10 and end == str(ids[-1])
+
+    changed, pages, again = await stock_pages(client, after=start, limit=3)
+    assert [r["sku"] for r in changed] == [f"SOCK-{n}" for n in range(7)]
+    assert [r["available"] for r in changed] == list(range(7))
+    assert pages == [(3, True), (3, True), (1, False)] and again == end
+    assert datetime.fromisoformat(changed[0]["changed_at"]).tzinfo is not None
+
+    # nothing new: an empty page that gives the cursor back
+    r = (await client.get("/v1/stock", params={"after": end}, headers=AUTH)).json()
+    assert r == {"stock": [], "next_cursor": end, "has_more": False}
+    # exactly `limit` rows waiting: has_more is false, the next poll is empty
+    r = (await client.get("/v1/stock", params={"after": start, "limit": 7}, headers=AUTH)).json()
+    assert len(r["stock"]) == 7 and r["has_more"] is False
+
+
+async def test_stock_changes_only_when_a_value_changes(client):
+    _, _, cursor = await stock_pages(client)
+
+    async def record(sku="TEE-BLK-M") -> dict:
+        [row] = [r for r in (await stock_pages(client))[0] if r["sku"] == sku]
+        return row
+
+    before = await record()
+    assert (await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": 25}))["changed"] == 0
+    assert await record() == before  # same change_id and changed_at
+    assert (await stock_pages(client, after=cursor))[0] == []
+
+    assert (await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": 7}))["changed"] == 1
+    after_change = await record()
+    assert (after_change["on_hand"], after_change["allocated"], after_change["available"]) == (7, 0, 7)
+    assert after_change["change_id"] > before["change_id"]
+    rows, _, cursor = await stock_pages(client, after=cursor)
+    assert [(r["sku"], r["available"]) for r in rows] == [("TEE-BLK-M", 7)]
+
+    # allocated alone keeps on_hand; available alone keeps allocated
+    await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "allocated": 2})
+    assert {k: (await record())[k] for k in ("on_hand", "allocated", "available")} == \
+        {"on_hand": 7, "allocated": 2, "available": 5}
+    await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": 4})
+    assert {k: (await record())[k] for k in ("on_hand", "allocated", "available")} == \
+        {"on_hand": 6, "allocated": 2, "available": 4}
+    # oversold: available may be negative
+    await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": -3})
+    assert {k: (await record())[k] for k in ("on_hand", "allocated", "available")} == \
+        {"on_hand": 0, "allocated": 3, "available": -3}
+    await put_stock(client, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "on_hand": 10})
+    assert (await record())["available"] == 7
+    rows, _, cursor = await stock_pages(client, after=cursor)
+    assert len(rows) == 1 and rows[0]["available"] == 7  # four changes, reported once as it is now
+
+    # a record given twice in one call: the last one counts; unchanged ones in the same call keep theirs
+    mug = await record("MUG-STONE")
+    answer = await put_stock(client, {"sku": "TEE-BLK-L", "warehouse": "WH-MAIN", "available": 1},
+                             {"sku": "TEE-BLK-L", "warehouse": "WH-MAIN", "available": 2},
+                             {"sku": "MUG-STONE", "warehouse": "WH-MAIN", "on_hand": 40})
+    assert (answer["received"], answer["changed"], answer["unchanged"]) == (3, 1, 1)
+    assert (await record("TEE-BLK-L"))["available"] == 2 and await record("MUG-STONE") == mug
+
+    for bad in ({"sku": "A", "warehouse": "W"}, {"sku": "A", "warehouse": "W", "available": 1, "on_hand": 1},
+                {"sku": "A", "warehouse": "W", "on_hand": -1}, {"sku": "", "warehouse": "W", "available": 1}):
+        r = await client.put("/_sandbox/stock", json={"stock": [bad]})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error"), bad
+    r = await client.put("/_sandbox/stock", json={"stock": []})
+    assert r.status_code == 422
+    assert (await stock_pages(client, after=cursor))[0][0]["sku"] == "TEE-BLK-L"  # nothing else changed
+
+
+async def test_stock_requires_the_api_key_and_a_cursor_it_returned(client):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = await client.get("/v1/stock", headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+    for cursor in ("not-a-cursor", "-1", "1.5", "", "9" * 40):
+        r = await client.get("/v1/stock", params={"after": cursor}, headers=AUTH)
+        assert r.status_code == 400, cursor
+        assert r.json() == {"error": {"code": "invalid_cursor", "message": "cursor is not one this API returned"}}
+    for limit in (0, 5001):
+        r = await client.get("/v1/stock", params={"limit": limit}, headers=AUTH)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error")
+
+
+async def test_reset_restores_the_seed_stock_and_keeps_the_sequence(client):
+    _, _, cursor = await stock_pages(client)
+    await put_stock(client, {"sku": "EXTRA", "warehouse": "WH-2", "on_hand": 5})
+    assert (await client.post("/_sandbox/reset")).status_code == 200  # without stock=true: kept
+    assert [r["sku"] for r in (await stock_pages(client, after=cursor))[0]] == ["EXTRA"]
+    assert (await client.post("/_sandbox/reset", params={"stock": "true"})).status_code == 200
+    rows, _, _ = await stock_pages(client)
+    assert sorted(r["sku"] for r in rows) == ["MUG-STONE", "TEE-BLK-L", "TEE-BLK-M"]
+    assert min(r["change_id"] for r in rows) > int(cursor) + 1  # new change_ids: a poller sees the seed again
+
+
+async def test_one_hundred_thousand_stock_records_in_one_call(client):
+    _, _, cursor = await stock_pages(client)
+    rows = [{"sku": f"BULK-{n:06d}", "warehouse": f"WH-{n % 3}", "available": n % 97} for n in range(100_000)]
+    started = time.perf_counter()
+    answer = await put_stock(client, *rows)
+    took = time.perf_counter() - started
+    print(f"\n100,000 stock records upserted in {took:.2f} s (HTTP + validation + one statement)")
+    assert answer["changed"] == 100_000 and answer["last_change_id"] == int(cursor) + 100_000
+
+    started = time.perf_counter()
+    assert (await put_stock(client, *rows))["changed"] == 0
+    print(f"100,000 unchanged records in {time.perf_counter() - started:.2f} s")
+    rows[5]["available"] += 1
+    assert (await put_stock(client, *rows))["changed"] == 1
+
+    started = time.perf_counter()
+    got, pages, _ = await stock_pages(client, after=cursor, limit=5000)
+    print(f"100,000 records read in {len(pages)} pages of 5000 in {time.perf_counter() - started:.2f} s")
+    assert len(got) == 100_000 and len(pages) == 20 and got[-1]["sku"] == "BULK-000005"

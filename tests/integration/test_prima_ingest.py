@@ -1,0 +1,476 @@
+"""The Prima ingest against real PostgreSQL and Kafka and an in-process Prima sandbox.
+
+Isolation from the running stack: the sandbox has its own schema, the facts go to a topic made
+for this session (deleted afterwards), and every test's cursors have their own prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaTimeoutError
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+
+from contracts.inventory import BundleComponent, PrimaItemChanged, PrimaStockLevel, sku_key
+from sandboxes.prima.app import create_app
+from services import prima_ingest
+from services.prima_ingest import PrimaIngest
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "prima_ingest_test"
+KEY = "ingest-test-key"
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="session")
+async def sandbox_url(database_url):
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    await prima_ingest.create_tables(conn)  # what services.setup does
+    await conn.close()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(database_url, KEY, schema=SCHEMA), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the sandbox did not start"
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+async def topic(kafka_bootstrap):
+    name = f"test.prima-ingest.{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def sandbox(sandbox_url):
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=60) as client:
+        r = await client.post("/_sandbox/reset", params={"items": "true", "stock": "true"})
+        assert r.status_code == 200
+        yield client
+
+
+@pytest.fixture
+def ingest_settings(settings, database_url, kafka_bootstrap, sandbox_url):
+    return settings.model_copy(update={
+        "database_url": database_url, "kafka_bootstrap": kafka_bootstrap, "prima_base_url": sandbox_url,
+        "prima_api_key": SecretStr(KEY), "prima_timeout_seconds": 2.0, "prima_poll_page_size": 1000,
+        "prima_poll_interval_seconds": 0.1,
+    })
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}/"
+
+
+@pytest.fixture
+async def make_ingest(ingest_settings, topic, prefix, sandbox):
+    """PrimaIngest instances on the test topic and this test's cursors; closed afterwards."""
+    made: list[PrimaIngest] = []
+
+    async def make(**changes) -> PrimaIngest:
+        producer_factory = changes.pop("producer_factory", None)
+        ingest = PrimaIngest(ingest_settings.model_copy(update=changes), topic=topic, cursor_prefix=prefix,
+                             producer_factory=producer_factory)
+        await ingest.start()
+        made.append(ingest)
+        return ingest
+
+    yield make
+    for ingest in made:
+        await ingest.close()
+    conn = await asyncpg.connect(ingest_settings.database_url)
+    try:
+        await conn.execute("DELETE FROM ingest.prima_cursors WHERE starts_with(feed, $1)", prefix)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def caught_up(make_ingest, sandbox):
+    """An ingest that has already published everything the sandbox holds."""
+    ingest = await make_ingest()
+    result = await ingest.poll_once()
+    assert all(r.ok for r in result.values()), result
+    return ingest
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    finally:
+        await consumer.stop()
+
+
+async def published_since(bootstrap: str, mark: dict[TopicPartition, int]) -> list:
+    """Every record after `mark` (end offsets taken earlier), read by a fresh consumer."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = list(mark)
+        consumer.assign(parts)
+        for tp, offset in mark.items():
+            consumer.seek(tp, offset)
+        end = await consumer.end_offsets(parts)
+        records = []
+        deadline = time.monotonic() + 30
+        while any([await consumer.position(tp) < end[tp] for tp in parts]):
+            assert time.monotonic() < deadline, "could not read the topic to its end"
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                records += [r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        return records
+    finally:
+        await consumer.stop()
+
+
+def stock_facts(records) -> list[PrimaStockLevel]:
+    return sorted((PrimaStockLevel.model_validate_json(r.value) for r in records
+                   if dict(r.headers)["message_type"] == b"PrimaStockLevel"), key=lambda f: f.change_id)
+
+
+def item_facts(records) -> list[PrimaItemChanged]:
+    return [PrimaItemChanged.model_validate_json(r.value) for r in records
+            if dict(r.headers)["message_type"] == b"PrimaItemChanged"]
+
+
+async def put_stock(sandbox: httpx.AsyncClient, *rows: dict) -> dict:
+    r = await sandbox.put("/_sandbox/stock", json={"stock": list(rows)})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def sandbox_stock(sandbox: httpx.AsyncClient) -> dict[tuple[str, str], dict]:
+    rows, after = [], None
+    while True:
+        page = (await sandbox.get("/v1/stock", params={"limit": 5000, **({"after": after} if after else {})},
+                                  headers={"Authorization": f"Bearer {KEY}"})).json()
+        rows += page["stock"]
+        after = page["next_cursor"]
+        if not page["has_more"]:
+            return {(r["sku"], r["warehouse"]): r for r in rows}
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# -------------------------------------------------------------------------------- tests
+
+
+async def test_a_stock_change_is_published_once_keyed_by_sku(caught_up, sandbox, kafka_bootstrap, topic):
+    ingest = caught_up
+    cursor_before = await ingest.cursor("stock")
+    published_before = metric("shopify_prima_prima_ingest_facts_published_total", feed="stock")
+    mark = await end_offsets(kafka_bootstrap, topic)
+
+    await put_stock(sandbox, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": 7})
+    row = (await sandbox_stock(sandbox))[("TEE-BLK-M", "WH-MAIN")]
+    result = await ingest.poll_once(["stock"])
+    assert (result["stock"].outcome, result["stock"].published, result["stock"].pages) == ("ok", 1, 1)
+
+    [record] = await published_since(kafka_bootstrap, mark)
+    assert record.key == sku_key("TEE-BLK-M") == b"TEE-BLK-M"
+    assert dict(record.headers) == {"message_type": b"PrimaStockLevel"}
+    fact = PrimaStockLevel.model_validate_json(record.value)
+    assert (fact.sku, fact.warehouse, fact.available, fact.change_id) == ("TEE-BLK-M", "WH-MAIN", 7, row["change_id"])
+    assert fact.changed_at == datetime.fromisoformat(row["changed_at"])
+    assert timedelta(0) <= datetime.now(UTC) - fact.polled_at < timedelta(seconds=30)
+
+    # the cursor moved to the change just published
+    assert cursor_before is not None and await ingest.cursor("stock") == str(row["change_id"])
+    assert metric("shopify_prima_prima_ingest_facts_published_total", feed="stock") == published_before + 1
+    assert metric("shopify_prima_prima_ingest_stock_change_id") >= row["change_id"]
+    assert metric("shopify_prima_prima_ingest_last_success_timestamp_seconds", feed="stock") > time.time() - 30
+
+    # nothing changed since: nothing published again; an unchanged value is no change either
+    await put_stock(sandbox, {"sku": "TEE-BLK-M", "warehouse": "WH-MAIN", "available": 7})
+    again = await ingest.poll_once()
+    assert (again["stock"].published, again["items"].published) == (0, 0)
+    assert len(await published_since(kafka_bootstrap, mark)) == 1
+
+
+async def test_the_cursor_moves_only_after_kafka_acknowledged_the_page(make_ingest, caught_up, sandbox,
+                                                                       ingest_settings, database_url, prefix):
+    before = await caught_up.cursor("stock")
+    seen_at_ack: list[str | None] = []
+
+    class WatchedProducer(AIOKafkaProducer):
+        async def send(self, *args, **kwargs):
+            future = await super().send(*args, **kwargs)
+
+            async def acknowledged():
+                metadata = await future
+                # at the moment Kafka acknowledges, the stored cursor is still the old one
+                async with one_at_a_time:
+                    seen_at_ack.append(await conn.fetchval(
+                        "SELECT cursor FROM ingest.prima_cursors WHERE feed = $1", f"{prefix}stock"))
+                return metadata
+
+            return asyncio.ensure_future(acknowledged())
+
+    conn, one_at_a_time = await asyncpg.connect(database_url), asyncio.Lock()
+    try:
+        ingest = await make_ingest(producer_factory=lambda: WatchedProducer(
+            bootstrap_servers=ingest_settings.kafka_bootstrap, enable_idempotence=True, acks="all"))
+        await put_stock(sandbox, *({"sku": f"SOCK-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(5)))
+        result = await ingest.poll_once(["stock"])
+    finally:
+        await conn.close()
+    assert result["stock"].published == 5
+    assert seen_at_ack == [before] * 5
+    assert int(await ingest.cursor("stock")) == int(before) + 5
+
+
+async def test_several_pages_in_one_poll(make_ingest, sandbox, kafka_bootstrap, topic):
+    ingest = await make_ingest(prima_poll_page_size=4)
+    await ingest.poll_once(["stock"])  # the seed: 3 records
+    mark = await end_offsets(kafka_bootstrap, topic)
+    await put_stock(sandbox, *({"sku": f"PAGE-{n:02d}", "warehouse": f"WH-{n % 2}", "available": n} for n in range(10)))
+    result = await ingest.poll_once(["stock"])
+    assert (result["stock"].published, result["stock"].pages) == (10, 3)
+    records = await published_since(kafka_bootstrap, mark)
+    facts = stock_facts(records)
+    assert [(f.sku, f.warehouse, f.available) for f in facts] == [
+        (f"PAGE-{n:02d}", f"WH-{n % 2}", n) for n in range(10)]
+    assert all(r.key == f.sku.encode() for r in records for f in [PrimaStockLevel.model_validate_json(r.value)])
+    assert await ingest.cursor("stock") == str(facts[-1].change_id)
+
+    # the items feed pages too (Prima's item pages, the ingest's own cursor between polls)
+    items = await make_ingest(prima_poll_page_size=2)
+    result = await items.poll_once(["items"])
+    assert (result["items"].published, result["items"].pages) == (6, 3)  # the six seeded items
+    assert (await items.poll_once(["items"]))["items"].published == 0
+
+
+async def test_prima_failing_leaves_the_cursor_and_a_later_poll_publishes(caught_up, make_ingest, sandbox,
+                                                                         kafka_bootstrap, topic):
+    ingest = caught_up
+    cursor = await ingest.cursor("stock")
+    failures_before = metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="prima_unavailable")
+    mark = await end_offsets(kafka_bootstrap, topic)
+    await put_stock(sandbox, {"sku": "MUG-STONE", "warehouse": "WH-MAIN", "available": 3})
+
+    await sandbox.post("/_sandbox/faults", json={"fail_next": 1, "fail_status": 500, "path_prefix": "/v1/stock",
+                                                 "method": "GET"})
+    result = await ingest.poll_once(["stock"])
+    assert (result["stock"].outcome, result["stock"].published) == ("prima_unavailable", 0)
+    assert "500" in result["stock"].error
+    assert await ingest.cursor("stock") == cursor
+    assert metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="prima_unavailable") \
+        == failures_before + 1
+
+    # a timeout is a failure too
+    slow = await make_ingest(prima_timeout_seconds=0.3)
+    await sandbox.post("/_sandbox/faults", json={"timeout_next": 1, "timeout_seconds": 1, "path_prefix": "/v1/stock",
+                                                 "method": "GET"})
+    result = await slow.poll_once(["stock"])
+    assert result["stock"].outcome == "prima_unavailable" and "Timeout" in result["stock"].error
+    assert await ingest.cursor("stock") == cursor
+    assert await published_since(kafka_bootstrap, mark) == []
+
+    result = await ingest.poll_once(["stock"])
+    assert (result["stock"].outcome, result["stock"].published) == ("ok", 1)
+    [fact] = stock_facts(await published_since(kafka_bootstrap, mark))
+    assert (fact.sku, fact.available) == ("MUG-STONE", 3)
+    assert int(await ingest.cursor("stock")) == fact.change_id
+
+
+class FailSecondRequest(httpx.AsyncBaseTransport):
+    """Prima answering 503 to the second request only (the sandbox's switches fail the next ones)."""
+
+    def __init__(self) -> None:
+        self.inner, self.calls = httpx.AsyncHTTPTransport(), 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls == 2:
+            return httpx.Response(503, json={"error": {"code": "unavailable", "message": "down"}})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_failure_on_a_later_page_keeps_the_pages_before_and_skips_nothing(make_ingest, sandbox,
+                                                                                  kafka_bootstrap, topic):
+    ingest = await make_ingest(prima_poll_page_size=5)
+    await ingest.poll_once(["stock"])
+    start = int(await ingest.cursor("stock"))
+    mark = await end_offsets(kafka_bootstrap, topic)
+    await put_stock(sandbox, *({"sku": f"LATER-{n:02d}", "warehouse": "WH-MAIN", "available": n} for n in range(12)))
+
+    real_http = ingest.http
+    ingest.http = httpx.AsyncClient(base_url=real_http.base_url, headers=real_http.headers,
+                                    transport=FailSecondRequest())
+    try:
+        result = await ingest.poll_once(["stock"])
+    finally:
+        await ingest.http.aclose()
+        ingest.http = real_http
+    assert (result["stock"].outcome, result["stock"].published, result["stock"].pages) == ("prima_unavailable", 5, 1)
+    assert await ingest.cursor("stock") == str(start + 5)  # page 1 is kept
+
+    result = await ingest.poll_once(["stock"])
+    assert (result["stock"].outcome, result["stock"].published, result["stock"].pages) == ("ok", 7, 2)
+    facts = stock_facts(await published_since(kafka_bootstrap, mark))
+    assert [f.sku for f in facts] == [f"LATER-{n:02d}" for n in range(12)]  # each once, none skipped
+    assert await ingest.cursor("stock") == str(start + 12)
+
+
+async def test_kafka_unavailable_leaves_the_cursor(caught_up, make_ingest, sandbox, kafka_bootstrap, topic):
+    cursor = await caught_up.cursor("stock")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    failures_before = metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="kafka_error")
+    try:
+        broken = await make_ingest(kafka_bootstrap=f"127.0.0.1:{port}")
+        await put_stock(sandbox, {"sku": "TEE-BLK-L", "warehouse": "WH-MAIN", "available": 2})
+        result = await broken.poll_once(["stock"])
+    finally:
+        closed.close()
+    assert (result["stock"].outcome, result["stock"].published) == ("kafka_error", 0)
+    assert await caught_up.cursor("stock") == cursor
+    assert metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="kafka_error") == failures_before + 1
+
+    mark = await end_offsets(kafka_bootstrap, topic)
+    result = await caught_up.poll_once(["stock"])
+    assert result["stock"].published == 1
+    [fact] = stock_facts(await published_since(kafka_bootstrap, mark))
+    assert (fact.sku, fact.available) == ("TEE-BLK-L", 2)
+
+
+async def test_a_failed_send_republishes_the_whole_page(make_ingest, caught_up, sandbox, ingest_settings,
+                                                        kafka_bootstrap, topic):
+    cursor = await caught_up.cursor("stock")
+
+    class ThirdSendFails(AIOKafkaProducer):
+        sends = 0
+
+        async def send(self, *args, **kwargs):
+            ThirdSendFails.sends += 1
+            if ThirdSendFails.sends == 3:
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(KafkaTimeoutError("injected: no acknowledgement"))
+                return failed
+            return await super().send(*args, **kwargs)
+
+    flaky = await make_ingest(producer_factory=lambda: ThirdSendFails(
+        bootstrap_servers=ingest_settings.kafka_bootstrap, enable_idempotence=True, acks="all"))
+    mark = await end_offsets(kafka_bootstrap, topic)
+    await put_stock(sandbox, *({"sku": f"FLAKY-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(5)))
+    result = await flaky.poll_once(["stock"])
+    assert (result["stock"].outcome, result["stock"].published) == ("kafka_error", 0)
+    assert "injected" in result["stock"].error
+    assert await caught_up.cursor("stock") == cursor
+    assert flaky.producer is None  # dropped; the next poll starts a fresh one
+
+    result = await flaky.poll_once(["stock"])  # sends 6.. succeed
+    assert (result["stock"].outcome, result["stock"].published) == ("ok", 5)
+    facts = stock_facts(await published_since(kafka_bootstrap, mark))
+    # at least once: the four sent before and with the failure, then the page again, whole
+    assert {f.sku for f in facts} == {f"FLAKY-{n}" for n in range(5)} and len(facts) == 9
+    assert int(await caught_up.cursor("stock")) == max(f.change_id for f in facts)
+
+
+async def test_items_with_bundle_components(caught_up, sandbox, kafka_bootstrap, topic):
+    ingest = caught_up
+    mark = await end_offsets(kafka_bootstrap, topic)
+    r = await sandbox.put("/_sandbox/items", json={"items": [
+        {"item_id": "ITM-0020", "sku": "DUO-MUG", "description": "Two mugs", "item_type": "bundle",
+         "components": [{"item_id": "ITM-0003", "sku": "MUG-STONE", "quantity": 2}]},
+        {"item_id": "ITM-0002", "sku": "TEE-BLK-L", "description": "Organic tee, black, L", "item_type": "stock",
+         "active": False},
+    ]})
+    assert r.status_code == 200
+    stored = {i["sku"]: i for i in r.json()["items"]}
+    result = await ingest.poll_once(["items"])
+    assert (result["items"].outcome, result["items"].published) == ("ok", 2)
+    records = await published_since(kafka_bootstrap, mark)
+    assert sorted(r.key for r in records) == [b"DUO-MUG", b"TEE-BLK-L"]
+    facts = {f.sku: f for f in item_facts(records)}
+    duo = facts["DUO-MUG"]
+    assert (duo.item_id, duo.item_type, duo.active, duo.description) == ("ITM-0020", "bundle", True, "Two mugs")
+    assert duo.components == (BundleComponent(sku="MUG-STONE", quantity=2),)
+    assert duo.updated_at == datetime.fromisoformat(stored["DUO-MUG"]["updated_at"])
+    assert facts["TEE-BLK-L"].active is False and facts["TEE-BLK-L"].components == ()
+
+    # nothing changed: nothing again, though Prima's changed_since returns the last items again
+    assert (await ingest.poll_once(["items"]))["items"].published == 0
+    assert len(await published_since(kafka_bootstrap, mark)) == 2
+
+
+async def test_the_seeded_bundle_on_a_first_poll(make_ingest, kafka_bootstrap, topic):
+    mark = await end_offsets(kafka_bootstrap, topic)
+    ingest = await make_ingest()
+    result = await ingest.poll_once()
+    assert (result["items"].published, result["stock"].published) == (6, 3)
+    facts = {f.sku: f for f in item_facts(await published_since(kafka_bootstrap, mark))}
+    assert facts["GIFT-SET-TEE-MUG"].components == (BundleComponent(sku="TEE-BLK-M", quantity=1),
+                                                    BundleComponent(sku="MUG-STONE", quantity=2))
+    assert facts["GIFT-WRAP"].item_type == "service" and facts["CAP-RETIRED"].active is False
+
+
+async def test_run_polls_until_stopped(make_ingest, sandbox):
+    ingest = await make_ingest()
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingest.run(stop))
+    try:
+        deadline = time.monotonic() + 20
+        while (await ingest.cursor("stock")) is None:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.05)
+        answer = await put_stock(sandbox, {"sku": "RUN-1", "warehouse": "WH-MAIN", "available": 1})
+        while await ingest.cursor("stock") != str(answer["last_change_id"]):
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_one_hundred_thousand_stock_facts(make_ingest, sandbox, kafka_bootstrap, topic):
+    ingest = await make_ingest(prima_poll_page_size=5000)
+    await ingest.poll_once(["stock"])
+    await put_stock(sandbox, *({"sku": f"BULK-{n:06d}", "warehouse": f"WH-{n % 3}", "available": n % 89}
+                               for n in range(100_000)))
+    mark = await end_offsets(kafka_bootstrap, topic)
+    started = time.perf_counter()
+    result = await ingest.poll_once(["stock"])
+    took = time.perf_counter() - started
+    print(f"\n100,000 stock facts fetched, published (acks=all) and cursored in {took:.2f} s "
+          f"({result['stock'].pages} pages of 5000, {100_000 / took:,.0f} facts/s)")
+    assert (result["stock"].outcome, result["stock"].published, result["stock"].pages) == ("ok", 100_000, 20)
+    end = await end_offsets(kafka_bootstrap, topic)
+    assert sum(end[tp] - mark[tp] for tp in end) == 100_000
