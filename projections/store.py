@@ -41,6 +41,69 @@ CREATE TABLE IF NOT EXISTS readmodel.exceptions (
     resolved_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS exceptions_open ON readmodel.exceptions (status, raised_at);
+
+-- inventory_health (projections/inventory_health.py), from shopify-prima.stock-events.v1
+CREATE TABLE IF NOT EXISTS readmodel.inventory_health (
+    sku text NOT NULL,
+    location_id text NOT NULL,
+    warehouse text,
+    prima_available integer,
+    prima_reference text,
+    source text,
+    buffer integer,
+    buffer_rule text,
+    desired integer,
+    inventory_item_id text,
+    shopify_level integer,
+    shopify_level_at timestamptz,
+    pending_command_id uuid,
+    pending_quantity integer,
+    last_push_at timestamptz,
+    last_push_quantity integer,
+    last_confirmed_at timestamptz,
+    pushes integer NOT NULL DEFAULT 0,
+    drift integer,
+    state text NOT NULL,
+    exception_kind text,
+    exception_reason text,
+    last_sync_run_id uuid,
+    updated_at timestamptz NOT NULL,
+    last_event_version integer NOT NULL,
+    PRIMARY KEY (sku, location_id)
+);
+CREATE INDEX IF NOT EXISTS inventory_health_state ON readmodel.inventory_health (state, updated_at);
+CREATE TABLE IF NOT EXISTS readmodel.catalog_items (
+    sku text PRIMARY KEY,
+    item_id text,
+    item_type text,
+    active boolean,
+    components jsonb,
+    prima_updated_at timestamptz,
+    variant_id text,
+    product_id text,
+    product_status text,
+    inventory_item_id text,
+    variant_observed_at timestamptz,
+    guard_reason text,
+    status_requested text,
+    status_command_id uuid,
+    updated_at timestamptz NOT NULL,
+    last_event_version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readmodel.inventory_exceptions (
+    exception_id uuid PRIMARY KEY,
+    sku text NOT NULL,
+    location_id text,
+    kind text NOT NULL,
+    reason text NOT NULL,
+    payload jsonb NOT NULL,
+    action text NOT NULL,
+    status text NOT NULL,
+    raised_at timestamptz NOT NULL,
+    resolved_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS inventory_exceptions_open ON readmodel.inventory_exceptions (status, raised_at);
+CREATE INDEX IF NOT EXISTS inventory_exceptions_sku ON readmodel.inventory_exceptions (sku, location_id, kind, status);
 """
 
 

@@ -29,10 +29,25 @@ WEBHOOK_TO_SALES_ORDER = Histogram(
 )
 UNDECODABLE = Counter("shopify_prima_messages_undecodable", "Messages skipped as undecodable (logged)", ["topic"])
 OUTBOX_RELAYED = Counter("shopify_prima_outbox_relayed", "Messages relayed from the notification log", ["topic"])
-OUTBOX_POSITION = Gauge("shopify_prima_outbox_position", "Last notification id relayed to Kafka")
+OUTBOX_POSITION = Gauge("shopify_prima_outbox_position", "Last notification id relayed to Kafka", ["relay"])
 PROJECTION_POSITION = Gauge("shopify_prima_projection_events", "Events applied by a projection", ["projection"])
+PROJECTION_IGNORED = Counter(
+    "shopify_prima_projection_events_ignored", "Events a projection does not know, skipped, by type",
+    ["projection", "event_type"],
+)
+INVENTORY_LEVELS = Gauge(
+    "shopify_prima_inventory_levels", "SKU-locations in the inventory-health read model, by state", ["state"]
+)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose /metrics (default registry) for a worker without an HTTP server of its own."""
     start_http_server(port, addr=host, registry=REGISTRY)
+
+# Inventory (stock decider, catalogue reader)
+INVENTORY_FACTS = Counter("shopify_prima_inventory_facts_total", "Inventory facts handled by the stock decider", ["fact"])
+INVENTORY_PUSHES_DECIDED = Counter("shopify_prima_inventory_pushes_decided_total",
+                                   "SetInventoryLevel commands decided by StockItem aggregates")
+CATALOG_READS = Counter("shopify_prima_catalog_reads_total", "Full comparisons (bulk catalogue reads) by outcome",
+                        ["outcome"])
+CATALOG_LEVELS_READ = Counter("shopify_prima_catalog_levels_read_total", "Shopify inventory levels read in full comparisons")
