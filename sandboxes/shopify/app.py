@@ -1,6 +1,7 @@
-"""The Shopify sandbox: for now the webhook side of Shopify. It builds order bodies, signs them
-with the app's client secret and delivers them to the ingest, with switches for duplicates and
-bad signatures. (The Admin GraphQL side arrives with the inventory flow.)"""
+"""The Shopify sandbox: the webhook side of Shopify (order bodies signed with the app's client
+secret and delivered to the ingest, with switches for duplicates and bad signatures) and the Admin
+GraphQL API subset the integration uses (admin.py: inventory, products, bulk operations, with
+Shopify's cost, throttling, compare-and-set and idempotency; see README.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from sandboxes.shopify.admin import admin_router
+from services.config import Settings
+from sandboxes.shopify.state import ShopState
 from sandboxes.shopify.webhooks import send_webhook
 
 
@@ -22,8 +26,10 @@ class Delivery(BaseModel):
     bad_signature: bool = False
 
 
-def create_app(ingest_url: str, secret: str) -> FastAPI:
+def create_app(ingest_url: str, secret: str, *, access_token: str = "sandbox-token", plan: str = "standard") -> FastAPI:
     app = FastAPI(title="Shopify sandbox")
+    app.state.shopify = ShopState(access_token, plan)
+    app.include_router(admin_router(app.state.shopify))
 
     @app.get("/health")
     async def health():
@@ -49,4 +55,6 @@ def app_from_env() -> FastAPI:
     host = os.environ.get("SHOPIFY_PRIMA_INGEST_HOST", "127.0.0.1")
     port = os.environ.get("SHOPIFY_PRIMA_INGEST_PORT", "8081")
     secret = os.environ.get("SHOPIFY_PRIMA_SHOPIFY_WEBHOOK_SECRET", "sandbox-secret")
-    return create_app(f"http://{host}:{port}/webhooks/shopify", secret)
+    token = Settings().shopify_access_token.get_secret_value()
+    plan = os.environ.get("SHOPIFY_PRIMA_SHOPIFY_SANDBOX_PLAN", "standard").lower()
+    return create_app(f"http://{host}:{port}/webhooks/shopify", secret, access_token=token, plan=plan)
