@@ -278,6 +278,26 @@ def inventory_resync(
                       "see `shopify-prima inventory exceptions`[/yellow]")
 
 
+@inventory_app.command("release")
+def inventory_release(sku: str, location: str = typer.Option(..., help="Shopify location GID"),
+                      by: str = typer.Option("cli", help="who releases it")) -> None:
+    """Decide a SKU-location again after a rejected or failed push was looked at."""
+    from domain.inventory.application import InventoryApplication
+    from services.stock_decider import policy_from
+
+    settings = get_settings()
+    inventory = InventoryApplication(env=settings.eventsourcing_env())
+    try:
+        stock = inventory.release(sku, location, by, policy_from(settings), datetime.now(UTC))
+    finally:
+        inventory.close()
+    if stock is None:
+        console.print(f"[yellow]{sku} at {location} has no open push exception: nothing to release[/yellow]")
+        raise typer.Exit(1)
+    pending = f"push of {stock.pending['quantity']} requested" if stock.pending else "nothing to push"
+    console.print(f"{sku} at {location} released: desired {stock.desired}, Shopify {stock.shopify_level}; {pending}")
+
+
 @inventory_app.command("exceptions")
 def inventory_exceptions(
     status: str = typer.Option("open", help="open, resolved or all"), limit: int = typer.Option(100, min=1, max=1000),

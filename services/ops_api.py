@@ -98,9 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Declared before /inventory/{sku:path} so that these paths are not taken for SKUs.
 
     @app.get("/inventory/summary")
-    async def inventory_summary(request: Request):
+    async def inventory_summary(request: Request, sku: str | None = Query(None, description="SKU prefix")):
         pool = request.app.state.pool
-        states = await inventory_health.health_counts(pool)
+        pattern = None if sku is None else sku.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        states = await inventory_health.health_counts(pool, pattern)
         return {"states": states, "total": sum(states.values()),
                 "exceptions_open": await inventory_health.exception_counts(pool)}
 

@@ -231,9 +231,11 @@ def admin_router(state: ShopState) -> APIRouter:
         return _json({"variants": created})
 
     @router.get("/_sandbox/inventory")
-    async def inventory(sku: str | None = None, location_id: str | None = None) -> Response:
+    async def inventory(sku: str | None = None, location_id: str | None = None,
+                        sku_prefix: str | None = None) -> Response:
         rows = [level.row() for level in state.store.levels_of_sku(sku)
-                if location_id is None or level.location.gid == location_id]
+                if (location_id is None or level.location.gid == location_id)
+                and (sku_prefix is None or (level.item.sku or "").startswith(sku_prefix))]
         return _json(rows)  # type: ignore[arg-type]
 
     @router.put("/_sandbox/inventory")

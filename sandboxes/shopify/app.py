@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from sandboxes.shopify.admin import admin_router
-from services.config import Settings
 from sandboxes.shopify.state import ShopState
 from sandboxes.shopify.webhooks import send_webhook
+from services.config import Settings
 
 
 class Delivery(BaseModel):
@@ -57,4 +57,8 @@ def app_from_env() -> FastAPI:
     secret = os.environ.get("SHOPIFY_PRIMA_SHOPIFY_WEBHOOK_SECRET", "sandbox-secret")
     token = Settings().shopify_access_token.get_secret_value()
     plan = os.environ.get("SHOPIFY_PRIMA_SHOPIFY_SANDBOX_PLAN", "standard").lower()
-    return create_app(f"http://{host}:{port}/webhooks/shopify", secret, access_token=token, plan=plan)
+    app = create_app(f"http://{host}:{port}/webhooks/shopify", secret, access_token=token, plan=plan)
+    # The shop's locations, as the stack's location map (deploy/local/stack.env) expects them.
+    app.state.shopify.store.add_location("Main warehouse", "gid://shopify/Location/1")
+    app.state.shopify.store.add_location("North warehouse", "gid://shopify/Location/2")
+    return app

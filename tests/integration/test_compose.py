@@ -1,14 +1,18 @@
 """The contract between docker-compose.yml, the code and the monitoring configuration.
 
 No Docker is needed: the files are read and cross-checked. A process added to
-docs/architecture.md must appear in compose, run a module that exists, and be scraped by
-Prometheus if it serves /metrics; every file compose builds from or mounts must exist.
+docs/architecture.md or to deploy/local/services.sh must appear in compose, run a module that
+exists, listen where the others expect it, and be scraped by Prometheus if it serves /metrics;
+every file compose builds from or mounts must exist; every metric an alert or a dashboard panel
+queries must be one the code defines.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +25,9 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 PROMETHEUS = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
 ARCHITECTURE = (ROOT / "docs/architecture.md").read_text()
+ALERTS = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+ALERT_RULES = {r["alert"]: r for g in ALERTS["groups"] for r in g["rules"] if "alert" in r}
+DASHBOARDS = {path.name: json.loads(path.read_text()) for path in sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))}
 
 
 def python_module(service: dict) -> str | None:
@@ -41,6 +48,22 @@ DOC_ROW = re.compile(r"^\|\s*(?P<process>[^|]+?)\s*\|\s*`python -m (?P<module>[\
 DOC_PROCESSES = [m.groupdict() for m in DOC_ROW.finditer(ARCHITECTURE)]
 
 
+# deploy/local/services.sh's PROCESS_TABLE: name | module | port variable | port | check path.
+_TABLE = re.search(r'^PROCESS_TABLE="\n(?P<rows>.*?)^"', (ROOT / "deploy/local/services.sh").read_text(), re.M | re.S)
+LOCAL_PROCESSES = [
+    dict(zip(("name", "module", "port_var", "port", "path"), line.split()))
+    for line in (_TABLE["rows"].splitlines() if _TABLE else []) if line.strip()
+]
+
+# Which sandbox each process calls (it must wait for it in compose).
+CALLS_SANDBOX = {
+    "services.prima_gateway": "sandboxes.prima",
+    "services.prima_ingest": "sandboxes.prima",
+    "services.shopify_gateway": "sandboxes.shopify",
+    "services.catalog_reader": "sandboxes.shopify",
+}
+
+
 def service_for(module: str) -> str:
     names = [name for name, mod in PY_SERVICES.items() if mod == module]
     assert len(names) == 1, f"expected one compose service running `python -m {module}`, found {names}"
@@ -59,6 +82,28 @@ def bind_mounts(service: dict) -> list[tuple[str, str]]:
         elif volume.get("type") == "bind":
             mounts.append((volume["source"], volume["target"]))
     return mounts
+
+
+def env_file_values(service: dict) -> dict[str, str]:
+    """The variables of a service's env_file(s), parsed as compose does for these files
+    (KEY=VALUE, # comments, values unquoted)."""
+    files = service.get("env_file", [])
+    files = [files] if isinstance(files, (str, dict)) else files
+    values: dict[str, str] = {}
+    for entry in files:
+        path = entry["path"] if isinstance(entry, dict) else entry
+        for line in (ROOT / path).read_text().splitlines():
+            match = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line)
+            if match:
+                values[match[1]] = match[2].strip()
+    return values
+
+
+def service_env(service: dict) -> dict[str, str]:
+    """What the container's environment holds: env_file, then `environment` over it."""
+    env = env_file_values(service)
+    env.update({name: str(value) for name, value in (service.get("environment") or {}).items()})
+    return env
 
 
 def scrape_targets() -> set[str]:
@@ -150,7 +195,9 @@ def test_prometheus_rule_files_are_mounted():
         rules = yaml.safe_load((ROOT / mounted[rule_file]).read_text())
         alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
         assert {"ShopifyPrimaServiceDown", "ShopifyPrimaExceptionsOpen", "ShopifyPrimaNoWebhooks",
-                "ShopifyPrimaGatewayFailureRate"} <= alerts
+                "ShopifyPrimaGatewayFailureRate", "ShopifyPrimaInventoryDrift", "ShopifyPrimaInventoryPushesFailing",
+                "ShopifyPrimaInventoryExceptionsOpen", "ShopifyPrimaPrimaIngestStale",
+                "ShopifyPrimaShopifyThrottled", "ShopifyPrimaCatalogReadFailed"} <= alerts
 
 
 def test_grafana_dashboards_use_the_provisioned_datasource():
@@ -171,7 +218,13 @@ def test_grafana_dashboards_use_the_provisioned_datasource():
     )
     for metric in ("shopify_prima_webhooks_received_total", "shopify_prima_webhooks_rejected_total",
                    "shopify_prima_orders", "shopify_prima_prima_gateway_calls_total",
-                   "shopify_prima_webhook_to_sales_order_seconds_bucket", "faststream_received_processed_messages_total"):
+                   "shopify_prima_webhook_to_sales_order_seconds_bucket", "faststream_received_processed_messages_total",
+                   "shopify_prima_inventory_levels", "shopify_prima_inventory_pushes_decided_total",
+                   "shopify_prima_shopify_gateway_commands_total", "shopify_prima_shopify_throttle_available_points",
+                   "shopify_prima_shopify_query_cost_points_total", "shopify_prima_shopify_throttled_total",
+                   "shopify_prima_shopify_gateway_batches_total", "shopify_prima_shopify_gateway_batch_quantities_bucket",
+                   "shopify_prima_prima_ingest_facts_published_total",
+                   "shopify_prima_prima_ingest_last_success_timestamp_seconds", "shopify_prima_exceptions_open"):
         assert metric in exprs, f"no dashboard panel shows {metric}"
 
 
@@ -183,6 +236,7 @@ def test_python_services_point_at_compose_hosts(service: str):
         "SHOPIFY_PRIMA_KAFKA_BOOTSTRAP": env.get("SHOPIFY_PRIMA_KAFKA_BOOTSTRAP", "").split(":")[0],
         "SHOPIFY_PRIMA_DATABASE_URL": urlsplit(env.get("SHOPIFY_PRIMA_DATABASE_URL", "")).hostname,
         "SHOPIFY_PRIMA_PRIMA_BASE_URL": urlsplit(env.get("SHOPIFY_PRIMA_PRIMA_BASE_URL", "")).hostname,
+        "SHOPIFY_PRIMA_SHOPIFY_ADMIN_URL": urlsplit(env.get("SHOPIFY_PRIMA_SHOPIFY_ADMIN_URL", "")).hostname,
     }
     for variable, host in hosts.items():
         assert host in SERVICES, f"{service}: {variable} names host {host!r}, not a compose service"
@@ -204,6 +258,161 @@ def test_python_service_environment_is_accepted_by_settings(service: str, monkey
 
     for name in [n for n in os.environ if n.startswith("SHOPIFY_PRIMA_")]:
         monkeypatch.delenv(name)
-    for name, value in SERVICES[service].get("environment", {}).items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in service_env(SERVICES[service]).items():
+        monkeypatch.setenv(name, value)
     Settings(_env_file=None)
+
+
+# ---------------------------------------------------------------- deploy/local/services.sh
+
+
+def test_process_table_is_parsed():
+    assert len(LOCAL_PROCESSES) >= 12, LOCAL_PROCESSES
+    assert all(len(p) == 5 for p in LOCAL_PROCESSES), LOCAL_PROCESSES
+    assert {"services.stock_decider", "services.shopify_gateway", "services.prima_ingest",
+            "services.catalog_reader"} <= {p["module"] for p in LOCAL_PROCESSES}
+
+
+@pytest.mark.parametrize("process", LOCAL_PROCESSES, ids=lambda p: p["name"])
+def test_local_process_runs_in_compose_on_the_same_port(process: dict[str, str]):
+    """`make up` and `docker compose up` run the same processes on the same ports."""
+    from services.config import PREFIX, Settings
+
+    name = service_for(process["module"])
+    service = SERVICES[name]
+    env = service_env(service)
+    # The port the process reads: set in compose to the table's value, or its default is.
+    field = process["port_var"].removeprefix(PREFIX).lower()
+    if field in Settings.model_fields:
+        assert Settings.model_fields[field].default == int(process["port"]), (
+            f"{process['port_var']} defaults to {Settings.model_fields[field].default} in services/config.py, "
+            f"{process['port']} in deploy/local/services.sh"
+        )
+    assert env.get(process["port_var"], process["port"]) == process["port"], (
+        f"{name}: {process['port_var']}={env.get(process['port_var'])!r} in docker-compose.yml, "
+        f"{process['port']} in deploy/local/services.sh"
+    )
+    # Compose's health check asks the same URL as services.sh.
+    check = " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
+    assert f"http://127.0.0.1:{process['port']}{process['path']}" in check, (
+        f"{name}: healthcheck {check!r} does not ask http://127.0.0.1:{process['port']}{process['path']}"
+    )
+    # And docs/architecture.md lists it with that port.
+    documented = {p["module"]: p["port"] for p in DOC_PROCESSES}
+    assert documented.get(process["module"]) == process["port"], (
+        f"docs/architecture.md lists {process['module']} on {documented.get(process['module'])!r}, "
+        f"deploy/local/services.sh on {process['port']}"
+    )
+
+
+@pytest.mark.parametrize("process", [p for p in LOCAL_PROCESSES if p["module"].startswith("services.")],
+                         ids=lambda p: p["name"])
+def test_every_service_process_is_scraped(process: dict[str, str]):
+    # Every process of ours serves /metrics: the workers on their metrics port, the HTTP ones
+    # (ingest, ops API) beside their API. The sandboxes stand in for Shopify and Prima: not scraped.
+    name = service_for(process["module"])
+    labels = SERVICES[name].get("labels", {})
+    assert str(labels.get("prometheus.io/scrape", "")).lower() == "true", f"{name} is not labelled for scraping"
+    assert labels.get("prometheus.io/port") == process["port"], f"{name}: labelled port {labels.get('prometheus.io/port')!r}"
+    assert f"{name}:{process['port']}" in scrape_targets(), (
+        f"deploy/prometheus/prometheus.yml does not scrape {name}:{process['port']}"
+    )
+
+
+@pytest.mark.parametrize("module", sorted(CALLS_SANDBOX))
+def test_processes_wait_for_the_sandbox_they_call(module: str):
+    name, sandbox = service_for(module), service_for(CALLS_SANDBOX[module])
+    depends_on = SERVICES[name].get("depends_on", {})
+    assert depends_on.get(sandbox, {}).get("condition") == "service_healthy", f"{name} does not wait for {sandbox}"
+    # and calls it by its compose name
+    url = service_env(SERVICES[name]).get(
+        "SHOPIFY_PRIMA_PRIMA_BASE_URL" if sandbox == "prima-sandbox" else "SHOPIFY_PRIMA_SHOPIFY_ADMIN_URL", "")
+    assert urlsplit(url).hostname == sandbox, f"{name} calls {url!r}, not {sandbox}"
+
+
+@pytest.mark.parametrize("service", sorted(PY_SERVICES))
+def test_compose_runs_the_local_stacks_inventory_configuration(service: str):
+    """deploy/local/stack.env (read by `make up`) is the compose services' env_file, and no
+    service overrides its values: both stacks run with the same location map and buffer."""
+    stack = env_file_values({"env_file": ["deploy/local/stack.env"]})
+    assert {"SHOPIFY_PRIMA_INVENTORY_LOCATION_MAP", "SHOPIFY_PRIMA_INVENTORY_BUFFER"} <= set(stack)
+    env = service_env(SERVICES[service])
+    for name, value in stack.items():
+        assert env.get(name) == value, f"{service}: {name}={env.get(name)!r}, deploy/local/stack.env has {value!r}"
+
+
+# ---------------------------------------------------------------- metric names
+
+
+def defined_metrics() -> set[str]:
+    """Every sample name the processes can expose: the metrics that services/ and projections/
+    define (imported, so the names are the ones prometheus_client exposes, _total included),
+    prometheus_client's process and platform collectors, FastStream's Kafka middleware, and
+    Prometheus's own `up`."""
+    from faststream.prometheus.container import MetricsContainer
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    for package in ("services", "projections"):
+        for module in pkgutil.iter_modules([str(ROOT / package)]):
+            importlib.import_module(f"{package}.{module.name}")
+    faststream = CollectorRegistry()
+    MetricsContainer(faststream, metrics_prefix="faststream", custom_label_names=())
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+    names = {"up"}
+    for registry in (REGISTRY, faststream):
+        for family in registry.collect():
+            names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+    return names
+
+
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool",
+             "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (identifiers that are not functions,
+    keywords, label names, strings or durations)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    found = set(re.findall(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)\b(?!\s*\()", expr))
+    return found - _KEYWORDS
+
+
+def test_metric_name_extraction():
+    assert metric_names('sum by (kind) (rate(a_total{x="y z"}[5m])) / on (job) b offset 30m > 0.05') == {"a_total", "b"}
+    assert metric_names("histogram_quantile(0.99, sum by (le) (rate(c_bucket[$__rate_interval]))) or vector(0)") == {"c_bucket"}
+    assert metric_names("time() - d > 300 and d > 0") == {"d"}
+
+
+@pytest.mark.parametrize("alert", sorted(ALERT_RULES))
+def test_alert_expressions_name_metrics_the_code_defines(alert: str):
+    used = metric_names(ALERT_RULES[alert]["expr"])
+    assert used, f"{alert}: no metric found in {ALERT_RULES[alert]['expr']!r}"
+    unknown = used - defined_metrics()
+    assert not unknown, f"{alert} queries {sorted(unknown)}, which no process exposes (typo or renamed metric?)"
+
+
+@pytest.mark.parametrize("dashboard", sorted(DASHBOARDS))
+def test_dashboard_panels_name_metrics_the_code_defines(dashboard: str):
+    known = defined_metrics()
+    for panel in DASHBOARDS[dashboard]["panels"]:
+        for target in panel.get("targets", []):
+            unknown = metric_names(target["expr"]) - known
+            assert not unknown, f"{dashboard}, panel {panel['title']!r}: {sorted(unknown)} not exposed by any process"
+
+
+def test_inventory_exception_kinds_are_alerted():
+    """Every inventory exception kind of the read model is in the inventory alert, and every
+    other kind in the order one: none is left out of both, none alerted twice."""
+    from projections.inventory_health import EXCEPTION_KINDS
+
+    def kinds(alert: str, op: str) -> set[str]:
+        match = re.search(r'shopify_prima_exceptions_open\{kind' + op + r'"([^"]+)"\}', ALERT_RULES[alert]["expr"])
+        assert match, f"{alert} does not select exception kinds with {op}"
+        return set(match[1].split("|"))
+
+    assert kinds("ShopifyPrimaInventoryExceptionsOpen", "=~") == set(EXCEPTION_KINDS)
+    assert kinds("ShopifyPrimaExceptionsOpen", "!~") == set(EXCEPTION_KINDS)
