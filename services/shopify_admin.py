@@ -60,6 +60,8 @@ QUERY_COST_GUESS = 50  # a query never seen before and with no caller estimate
 THROTTLE_MAX_RETRIES = 20  # THROTTLED answers one request may get before it is given up
 TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "IDEMPOTENCY_CONCURRENT_REQUEST", "SERVICE_UNAVAILABLE"}
 AUTH_CODES = {"ACCESS_DENIED", "UNAUTHORIZED", "FORBIDDEN"}
+SKU_LOOKUP_CHUNK = 20  # SKUs per InventoryItemsBySku query
+SKU_LOOKUP_FIRST = 28  # 2 + 28 x 35 = 982 points: under the 1000 a single query may cost
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -109,6 +111,15 @@ class ThrottleStatus:
     def available_at(self, now: float) -> float:
         elapsed = max(0.0, now - self.seen_at)
         return min(self.maximum_available, self.currently_available + self.restore_rate * elapsed)
+
+    def merged(self, previous: ThrottleStatus | None) -> ThrottleStatus:
+        """This status, unless what was known before says there is less now: answers to
+        concurrent requests can arrive out of the order Shopify charged them, and an earlier
+        charge reported late must not raise the estimate."""
+        if previous is None:
+            return self
+        available = min(self.currently_available, previous.available_at(self.seen_at))
+        return ThrottleStatus(self.maximum_available, available, self.restore_rate, self.seen_at)
 
     @classmethod
     def from_extensions(cls, extensions: dict[str, Any] | None, seen_at: float) -> ThrottleStatus | None:
@@ -198,6 +209,7 @@ class ShopifyAdmin:
         self._status: ThrottleStatus | None = None
         self._reserved = 0.0  # expected cost of requests sent and not yet answered
         self._costs: dict[str, float] = {}  # requestedQueryCost last seen, per operation
+        self._known = asyncio.Event()  # set once the first request came back
         self.stats = CallStats()
 
     # -- lifecycle
@@ -255,7 +267,7 @@ class ShopifyAdmin:
         try:
             async for retry in AsyncRetrying(
                 stop=stop_after_attempt(self.settings.shopify_max_attempts),
-                wait=wait_exponential_jitter(initial=self.settings.shopify_backoff_initial_seconds,
+                wait=wait_exponential_jitter(multiplier=self.settings.shopify_backoff_initial_seconds,
                                              max=self.settings.shopify_backoff_max_seconds,
                                              jitter=self.settings.shopify_backoff_initial_seconds),
                 retry=retry_if_exception_type(_Transient),
@@ -272,6 +284,12 @@ class ShopifyAdmin:
 
     async def _pace(self, cost: float) -> None:
         async with self._lock:
+            if self._status is None and self._reserved > 0:
+                # the bucket is unknown until the first answer: one request finds out, the rest wait
+                try:
+                    await asyncio.wait_for(self._known.wait(), self.settings.shopify_timeout_seconds)
+                except TimeoutError:
+                    pass
             while True:
                 wait = pacing_wait(self._status, cost, self._clock(), self._reserved)
                 if wait <= 0:
@@ -286,7 +304,7 @@ class ShopifyAdmin:
     def _observe(self, operation: str, extensions: dict[str, Any] | None) -> None:
         status = ThrottleStatus.from_extensions(extensions, self._clock())
         if status is not None:
-            self._status = status
+            self._status = status.merged(self._status)
             SHOPIFY_AVAILABLE.set(status.currently_available)
         cost = (extensions or {}).get("cost") or {}
         requested, actual = cost.get("requestedQueryCost"), cost.get("actualQueryCost")
@@ -311,6 +329,7 @@ class ShopifyAdmin:
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._reserved = max(0.0, self._reserved - cost)
+            self._known.set()  # an answer (or none): whoever waited for the first one goes on
         status_code = http.status_code
         if status_code in (401, 403):
             SHOPIFY_CALLS.labels(operation, "auth_error").inc()
@@ -402,14 +421,17 @@ class ShopifyAdmin:
                 if line.strip():
                     yield json.loads(line)
 
-    async def inventory_items_by_sku(self, skus: Iterable[str], *, first: int = 250) -> list[dict[str, Any]]:
+    async def inventory_items_by_sku(self, skus: Iterable[str], *, chunk: int = SKU_LOOKUP_CHUNK,
+                                     first: int = SKU_LOOKUP_FIRST) -> list[dict[str, Any]]:
         """Inventory items (with variant, product status and levels) of these SKUs, through the
-        InventoryItemsBySku document; SKUs are looked up in chunks of 50 search terms."""
+        InventoryItemsBySku document, `chunk` SKUs a query. Each item costs 35 points (its 10
+        levels included), so `first` stays at 28 to keep a query under Shopify's 1000."""
         skus = list(dict.fromkeys(skus))
         nodes: list[dict[str, Any]] = []
-        for start in range(0, len(skus), 50):
-            chunk = skus[start:start + 50]
-            data = await self.execute("InventoryItemsBySku", {"query": sku_search_query(chunk), "first": first})
+        for start in range(0, len(skus), chunk):
+            part = skus[start:start + chunk]
+            data = await self.execute("InventoryItemsBySku", {"query": sku_search_query(part), "first": first},
+                                      expected_cost=2 + first * 35)
             nodes.extend(data["inventoryItems"]["nodes"])
         return nodes
 

@@ -1,0 +1,399 @@
+"""The Shopify gateway against the Shopify sandbox over HTTP (uvicorn on a free loopback port),
+PostgreSQL for parking, and real Kafka for the consume-publish-commit loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import SecretStr
+
+from contracts.inventory import (
+    InventoryLevelConfirmed,
+    InventoryLevelFailed,
+    InventoryLevelRejected,
+    ProductStatusSet,
+    SetInventoryLevel,
+    SetProductStatus,
+    sku_key,
+)
+from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
+from services.kafka import encode, headers_for
+from services.projector import topic_partitions
+from services.shopify_admin import ShopifyAdmin
+from services.shopify_gateway import (
+    BATCH_URI_PREFIX,
+    InventoryWriter,
+    Pending,
+    ShopifyGateway,
+    create_tables,
+    idempotency_key,
+    set_quantities_input,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "sandbox-token"
+LOC = "gid://shopify/Location/1"
+
+
+def _sandbox_app():
+    """The Shopify sandbox's FastAPI app (Admin GraphQL + control endpoints), in-process."""
+    from sandboxes.shopify import app as sandbox
+
+    return sandbox.create_app(ingest_url="http://127.0.0.1:9/webhooks/shopify", secret="sandbox-secret")
+
+
+@pytest.fixture(scope="session")
+async def shopify_url():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_sandbox_app(), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the Shopify sandbox did not start"
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+async def sandbox(shopify_url):
+    async with httpx.AsyncClient(base_url=shopify_url, timeout=30) as control:
+        (await control.post("/_sandbox/reset")).raise_for_status()
+        (await control.delete("/_sandbox/faults")).raise_for_status()
+        (await control.post("/_sandbox/plan", json={"plan": "standard"})).raise_for_status()
+        (await control.post("/_sandbox/locations", json={"locations": [{"id": LOC, "name": "Main"}]})).raise_for_status()
+        (await control.post("/_sandbox/stats/reset")).raise_for_status()
+        yield control
+
+
+@pytest.fixture
+def gw_settings(settings, shopify_url, database_url, kafka_bootstrap):
+    return settings.model_copy(update={
+        "shopify_admin_url": shopify_url, "shopify_access_token": SecretStr(TOKEN),
+        "shopify_backoff_initial_seconds": 0.05, "shopify_backoff_max_seconds": 0.5, "shopify_max_attempts": 4,
+        "inventory_debounce_seconds": 0.3, "database_url": database_url, "kafka_bootstrap": kafka_bootstrap,
+    })
+
+
+@pytest.fixture
+async def admin(gw_settings):
+    async with ShopifyAdmin(gw_settings) as client:
+        yield client
+
+
+@pytest.fixture
+async def pool(database_url):
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3)
+    async with pool.acquire() as conn:
+        await create_tables(conn)
+    yield pool
+    await pool.close()
+
+
+async def make_catalog(sandbox: httpx.AsyncClient, n: int, level: int = 10, prefix: str | None = None) -> list[dict]:
+    prefix = prefix or f"T{uuid.uuid4().hex[:6]}"
+    variants = [{"sku": f"{prefix}-{i:04d}", "status": "ACTIVE", "levels": {LOC: level}} for i in range(n)]
+    response = await sandbox.post("/_sandbox/catalog", json={"variants": variants})
+    response.raise_for_status()
+    created = response.json()
+    return created["variants"] if isinstance(created, dict) else created
+
+
+def command_for(variant: dict, quantity: int, change_from: int | None, at: datetime | None = None) -> SetInventoryLevel:
+    return SetInventoryLevel(
+        command_id=uuid.uuid4(), sku=variant["sku"], inventory_item_id=variant["inventory_item_id"],
+        location_id=LOC, quantity=quantity, change_from_quantity=change_from,
+        reference_document_uri=f"prima://stock/WH-MAIN/{variant['sku']}/1",
+        issued_at=at or datetime.now(UTC),
+    )
+
+
+async def level(sandbox: httpx.AsyncClient, sku: str) -> int:
+    rows = (await sandbox.get("/_sandbox/inventory", params={"sku": sku})).json()
+    [row] = [r for r in rows if r["location_id"] == LOC]
+    return row["available"]
+
+
+async def levels(sandbox: httpx.AsyncClient, skus: list[str]) -> dict[str, int]:
+    values = await asyncio.gather(*(level(sandbox, sku) for sku in skus))
+    return dict(zip(skus, values, strict=True))
+
+
+async def stats(sandbox: httpx.AsyncClient) -> dict:
+    return (await sandbox.get("/_sandbox/stats")).json()
+
+
+def set_calls(s: dict) -> int:
+    return (s.get("mutation_calls") or {}).get("inventorySetQuantities", 0)
+
+
+# ------------------------------------------------------------------------------- batching
+
+
+async def test_a_batch_of_250_sets_250_levels_in_one_call(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 250, level=10)
+    commands = [command_for(v, i % 40, 10) for i, v in enumerate(variants)]
+    outcomes = await InventoryWriter(admin, gw_settings).apply(commands)
+    assert len(outcomes) == 250 and all(isinstance(o, InventoryLevelConfirmed) for o in outcomes)
+    assert {o.previous_quantity for o in outcomes} == {10}
+    assert len({o.adjustment_group_id for o in outcomes}) == 1 and outcomes[0].adjustment_group_id
+    assert set_calls(await stats(sandbox)) == 1
+    assert await levels(sandbox, [v["sku"] for v in variants]) == {v["sku"]: i % 40 for i, v in enumerate(variants)}
+
+
+async def test_600_commands_make_three_calls(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 600, level=3)
+    commands = [command_for(v, 7, 3) for v in variants]
+    outcomes = await InventoryWriter(admin, gw_settings).apply(commands)
+    assert sum(isinstance(o, InventoryLevelConfirmed) for o in outcomes) == 600
+    assert set_calls(await stats(sandbox)) == 3
+    assert set((await levels(sandbox, [v["sku"] for v in variants[::50]])).values()) == {7}
+
+
+async def test_newest_command_per_level_wins(sandbox, admin, gw_settings):
+    [variant] = await make_catalog(sandbox, 1, level=4)
+    now = datetime.now(UTC)
+    older, newer = command_for(variant, 1, 4, now - timedelta(seconds=1)), command_for(variant, 9, 4, now)
+    report = await InventoryWriter(admin, gw_settings).write([newer, older])
+    assert [o.command_id for o in report.outcomes] == [newer.command_id]
+    assert report.superseded == [older]
+    assert await level(sandbox, variant["sku"]) == 9
+
+
+async def test_one_reference_for_one_command_and_a_batch_uri_for_many(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 3, level=0)
+    writer = InventoryWriter(admin, gw_settings)
+    single = await writer.write([command_for(variants[0], 1, 0)])
+    assert single.batches == []  # the adjustment carries the Prima record itself
+    many = await writer.write([command_for(v, 2, 0) for v in variants[1:]])
+    [batch] = many.batches
+    assert batch.reference_document_uri.startswith(BATCH_URI_PREFIX)
+    assert {c["reference_document_uri"] for c in batch.commands} == {
+        f"prima://stock/WH-MAIN/{v['sku']}/1" for v in variants[1:]}
+
+
+# ------------------------------------------------------------------------ compare-and-set
+
+
+async def test_a_stale_compare_and_set_is_re_read_and_retried_keeping_primas_quantity(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 5, level=10)
+    (await sandbox.post("/_sandbox/faults", json={"concurrent_change_next": 1})).raise_for_status()
+    commands = [command_for(v, 25, 10) for v in variants]
+    outcomes = await InventoryWriter(admin, gw_settings).apply(commands)
+    assert all(isinstance(o, InventoryLevelConfirmed) for o in outcomes), outcomes
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {25}
+    assert sum(o.stale_retries for o in outcomes) >= 1
+    s = await stats(sandbox)
+    assert s["stale_errors"] >= 1 and set_calls(s) >= 2
+
+
+async def test_a_level_moved_by_a_sale_is_overwritten_with_primas_quantity(sandbox, admin, gw_settings):
+    [variant] = await make_catalog(sandbox, 1, level=10)
+    (await sandbox.put("/_sandbox/inventory", json={"levels": [
+        {"sku": variant["sku"], "location_id": LOC, "available": 8}]})).raise_for_status()
+    [outcome] = await InventoryWriter(admin, gw_settings).apply([command_for(variant, 30, 10)])
+    assert isinstance(outcome, InventoryLevelConfirmed)
+    assert (outcome.previous_quantity, outcome.stale_retries) == (8, 1)
+    assert await level(sandbox, variant["sku"]) == 30
+
+
+# ------------------------------------------------------------------------------ throttling
+
+
+async def test_a_drained_bucket_and_a_throttle_storm_are_ridden_out(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 20, level=1)
+    (await sandbox.post("/_sandbox/faults", json={"drain_bucket": True, "throttle_storm_seconds": 1.0})).raise_for_status()
+    writer = InventoryWriter(admin, gw_settings)
+    outcomes = await writer.apply([command_for(v, 2, 1) for v in variants])
+    assert all(isinstance(o, InventoryLevelConfirmed) for o in outcomes)
+    assert (await stats(sandbox))["throttled"] >= 1
+    assert admin.stats.throttled >= 1
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {2}
+
+
+async def test_pacing_keeps_thirty_batches_at_the_standard_plan_unthrottled(sandbox, admin, gw_settings):
+    """Standard plan: 100 points/s, a bucket of 2000. Thirty mutations (10 points each) and five
+    re-reads of 100 levels (400 points each) at once ask for 2300 points: more than the bucket
+    holds, so the client must wait for it, and Shopify never has to say THROTTLED."""
+    variants = await make_catalog(sandbox, 500, level=0)
+    small = InventoryWriter(admin, gw_settings.model_copy(update={"inventory_batch_size": 10}))
+    writes = [small.apply([command_for(v, 5, 0) for v in variants[i:i + 10]]) for i in range(0, 300, 10)]
+    reads = [small.read_levels([(v["inventory_item_id"], LOC) for v in variants[i:i + 100]]) for i in range(0, 500, 100)]
+    results = await asyncio.gather(*writes, *reads)
+    outcomes = [o for batch in results[:30] for o in batch]
+    assert len(outcomes) == 300 and all(isinstance(o, InventoryLevelConfirmed) for o in outcomes)
+    assert all(len(found) == 100 and None not in found.values() for found in results[30:])
+    s = await stats(sandbox)
+    assert set_calls(s) == 30 and s["points_requested"] > 2000
+    assert s["throttled"] == 0 and admin.stats.throttled == 0
+    assert admin.stats.pacing_waits >= 1  # the bucket ran low and the client waited instead
+
+
+# ------------------------------------------------------------------------------- failures
+
+
+async def test_shopify_500s_at_first_are_retried_then_confirmed(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 3, level=1)
+    (await sandbox.post("/_sandbox/faults", json={"fail_next": 2, "fail_status": 500})).raise_for_status()
+    outcomes = await InventoryWriter(admin, gw_settings).apply([command_for(v, 4, 1) for v in variants])
+    assert all(isinstance(o, InventoryLevelConfirmed) for o in outcomes)
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {4}
+
+
+async def test_permanent_failure_is_reported_failed_and_parked(sandbox, admin, gw_settings, pool):
+    variants = await make_catalog(sandbox, 2, level=1)
+    (await sandbox.post("/_sandbox/faults", json={"fail_next": 1000, "fail_status": 503})).raise_for_status()
+    commands = [command_for(v, 4, 1) for v in variants]
+    gateway = ShopifyGateway(gw_settings, admin, pool)
+    outcomes = await gateway.handle(commands)
+    assert all(isinstance(o, InventoryLevelFailed) for o in outcomes) and len(outcomes) == 2
+    assert outcomes[0].attempts == gw_settings.shopify_max_attempts
+    rows = await pool.fetch("SELECT * FROM gateway.parked_shopify_commands WHERE command_id = ANY($1::uuid[])",
+                            [c.command_id for c in commands])
+    assert len(rows) == 2
+    assert {json.loads(r["command"])["sku"] for r in rows} == {v["sku"] for v in variants}
+    assert all(r["attempts"] == gw_settings.shopify_max_attempts and "HTTP 503" in r["reason"] for r in rows)
+    (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {1}
+
+
+async def test_a_user_error_on_one_quantity_rejects_it_and_confirms_the_others(sandbox, admin, gw_settings):
+    variants = await make_catalog(sandbox, 4, level=2)
+    unknown = {"sku": "NO-SUCH-ITEM", "inventory_item_id": "gid://shopify/InventoryItem/987654321"}
+    commands = [command_for(v, 6, 2) for v in variants]
+    commands.insert(2, command_for(unknown, 6, 2))
+    outcomes = {o.command_id: o for o in await InventoryWriter(admin, gw_settings).apply(commands)}
+    rejected = outcomes[commands[2].command_id]
+    assert isinstance(rejected, InventoryLevelRejected) and rejected.code and rejected.reason
+    others = [outcomes[c.command_id] for c in commands if c is not commands[2]]
+    assert all(isinstance(o, InventoryLevelConfirmed) for o in others)
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {6}
+
+
+# ----------------------------------------------------------------------------- idempotency
+
+
+async def test_the_same_request_with_the_same_key_applies_once(sandbox, admin, gw_settings):
+    [variant] = await make_catalog(sandbox, 1, level=0)
+    items = [Pending(command_for(variant, 5, None), None)]
+    reference = "prima://stock/WH-MAIN/x/1"
+    variables = {"input": set_quantities_input(items, gw_settings.inventory_reason, reference),
+                 "idempotencyKey": idempotency_key(items, "available", gw_settings.inventory_reason, reference)}
+    first = await admin.execute("InventorySetQuantities", variables)
+    assert first["inventorySetQuantities"]["userErrors"] == []
+    # a sale meanwhile; then the very same request again (a retry after a lost answer)
+    (await sandbox.put("/_sandbox/inventory", json={"levels": [
+        {"sku": variant["sku"], "location_id": LOC, "available": 3}]})).raise_for_status()
+    again = await admin.execute("InventorySetQuantities", variables)
+    assert again["inventorySetQuantities"]["inventoryAdjustmentGroup"] == \
+        first["inventorySetQuantities"]["inventoryAdjustmentGroup"]
+    assert await level(sandbox, variant["sku"]) == 3  # not applied a second time
+    s = await stats(sandbox)
+    assert set_calls(s) == 2 and s["idempotent_replays"] == 1
+
+
+# ------------------------------------------------------------------------- product status
+
+
+async def test_set_product_status(sandbox, admin, gw_settings, pool):
+    [variant] = await make_catalog(sandbox, 1, level=0)
+    command = SetProductStatus(command_id=uuid.uuid4(), sku=variant["sku"], product_id=variant["product_id"],
+                               status="DRAFT", reason="no active Prima item", issued_at=datetime.now(UTC))
+    [outcome] = await ShopifyGateway(gw_settings, admin, pool).handle([command])
+    assert isinstance(outcome, ProductStatusSet) and outcome.status == "DRAFT"
+
+
+# ----------------------------------------------------------------------- through Kafka
+
+
+async def test_commands_from_kafka_become_outcomes_on_kafka(sandbox, gw_settings, pool):
+    variants = await make_catalog(sandbox, 30, level=5, prefix=f"KT{uuid.uuid4().hex[:6]}")
+    group = f"shopify-gateway-test-{uuid.uuid4().hex[:8]}"
+    async with ShopifyAdmin(gw_settings) as admin:
+        gateway = ShopifyGateway(gw_settings, admin, pool, group_id=group, auto_offset_reset="latest")
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await asyncio.wait_for(gateway.ready.wait(), 30)
+            outcomes_consumer = AIOKafkaConsumer(bootstrap_servers=gw_settings.kafka_bootstrap, group_id=None,
+                                                 enable_auto_commit=False)
+            await outcomes_consumer.start()
+            parts = [TopicPartition(SHOPIFY_OUTCOMES.name, p)
+                     for p in await topic_partitions(gw_settings, SHOPIFY_OUTCOMES.name)]
+            outcomes_consumer.assign(parts)
+            await outcomes_consumer.seek_to_end(*parts)
+            for tp in parts:
+                await outcomes_consumer.position(tp)
+            producer = AIOKafkaProducer(bootstrap_servers=gw_settings.kafka_bootstrap, enable_idempotence=True, acks="all")
+            await producer.start()
+            now = datetime.now(UTC)
+            superseded = command_for(variants[0], 1, 5, now - timedelta(seconds=1))
+            commands = [superseded] + [command_for(v, 11, 5, now) for v in variants]
+            sent: dict[int, int] = {}
+            try:  # all at once: the older command for variants[0] and the newer one share a window
+                futures = [await producer.send(SHOPIFY_COMMANDS.name, encode(c), key=sku_key(c.sku),
+                                               headers=[(k, v.encode()) for k, v in headers_for(c).items()])
+                           for c in commands]
+                for meta in await asyncio.gather(*futures):
+                    sent[meta.partition] = max(sent.get(meta.partition, -1), meta.offset)
+            finally:
+                await producer.stop()
+            wanted = {c.command_id for c in commands[1:]}
+            seen: dict[uuid.UUID, dict] = {}
+            deadline = time.monotonic() + 30
+            try:
+                while wanted - set(seen) and time.monotonic() < deadline:
+                    batch = await outcomes_consumer.getmany(timeout_ms=500)
+                    for record in (r for rs in batch.values() for r in rs):
+                        headers = dict(record.headers or [])
+                        body = json.loads(record.value)
+                        if headers.get("gateway") == group.encode() and uuid.UUID(body["command_id"]) in wanted | {superseded.command_id}:
+                            assert record.key == sku_key(body["sku"])
+                            seen[uuid.UUID(body["command_id"])] = body
+            finally:
+                await outcomes_consumer.stop()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    assert set(seen) == wanted  # every command answered, the superseded one by the newer one
+    assert {b["message_type"] for b in seen.values()} == {"InventoryLevelConfirmed"}
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {11}
+    # the offsets were committed past every command: a restart of this group does not see them again
+    check = AIOKafkaConsumer(bootstrap_servers=gw_settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await check.start()
+    try:
+        for partition, offset in sent.items():
+            committed = await check.committed(TopicPartition(SHOPIFY_COMMANDS.name, partition))
+            assert committed is not None and committed > offset
+    finally:
+        await check.stop()
+
+
+# ------------------------------------------------------------- the client's catalogue helpers
+
+
+async def test_bulk_read_and_sku_lookup_through_the_client(sandbox, admin):
+    variants = await make_catalog(sandbox, 3, level=7)
+    operation = await admin.start_bulk_query("CatalogInventoryBulk")
+    done = await admin.wait_for_bulk_operation(operation["id"], poll_seconds=0.1, timeout_seconds=30)
+    assert done["status"] == "COMPLETED" and done["url"]
+    lines = [line async for line in admin.download_jsonl(done["url"])]
+    skus = {line.get("sku") for line in lines}
+    assert {v["sku"] for v in variants} <= skus
+    found = await admin.inventory_items_by_sku([v["sku"] for v in variants])
+    assert {n["sku"] for n in found} == {v["sku"] for v in variants}
+    assert all(n["inventoryLevels"]["nodes"][0]["quantities"][0]["quantity"] == 7 for n in found)
