@@ -105,6 +105,9 @@ class SetInventoryLevel(_Frozen):
     change_from_quantity: int | None
     reference_document_uri: str  # names the Prima stock record the level comes from
     issued_at: datetime
+    # what made it: a Prima change (pushed after a short debounce), a full comparison's repair
+    # (batched with the rest of the run), an operator's release, a peak window's buffer
+    origin: Literal["prima_change", "full_comparison", "operator", "buffer_change"] = "prima_change"
 
 
 class SetProductStatus(_Frozen):

@@ -59,7 +59,10 @@ class Settings(BaseSettings):
     inventory_location_map: dict[str, str] = {"WH-MAIN": "gid://shopify/Location/1"}
     inventory_buffer: BufferRules = BufferRules()
     inventory_batch_size: int = Field(default=250, ge=1, le=250)  # quantities per mutation
-    inventory_debounce_seconds: NonNegativeFloat = 0.5  # per SKU-location, in the gateway
+    inventory_debounce_seconds: NonNegativeFloat = 0.5  # quiet time before a batch goes (gateway)
+    inventory_debounce_max_seconds: NonNegativeFloat = 5.0  # the longest a Prima change waits for its batch
+    inventory_full_sync_debounce_seconds: NonNegativeFloat = 5.0  # the same for a full comparison's repairs
+    inventory_full_sync_debounce_max_seconds: NonNegativeFloat = 120.0
     inventory_reason: str = "correction"  # Shopify's reason on every inventorySetQuantities
     inventory_full_sync_interval_seconds: NonNegativeFloat = 3600.0  # 0: only on demand
     publishing_guard_draft: bool = False  # set products whose SKU has no active Prima item to DRAFT

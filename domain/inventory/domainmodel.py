@@ -132,7 +132,7 @@ class StockItem(Aggregate):
         self._prima_recorded(available=available, change_id=change_id,
                              reference=stock_reference(self.warehouse, self.sku, change_id),
                              source="stock", components=None)
-        self._decide(rules, now)
+        self._decide(rules, now, "prima_change")
         return True
 
     def record_bundle_level(self, available: int, components: dict[str, int], rules: BufferRules,
@@ -143,20 +143,22 @@ class StockItem(Aggregate):
             return False
         self._prima_recorded(available=available, change_id=0, reference=reference, source="bundle",
                              components=components)
-        self._decide(rules, now)
+        self._decide(rules, now, "prima_change")
         return True
 
     def record_observation(self, inventory_item_id: str, available: int, observed_at: datetime,
                            sync_run_id: UUID | None, rules: BufferRules, now: datetime) -> bool:
         """Shopify's level as read by the catalogue reader. A read older than what is known is
         ignored (a push confirmed after the read started is newer)."""
-        if self.shopify_level_at is not None and observed_at <= self.shopify_level_at:
-            if self.inventory_item_id == inventory_item_id:
-                self._decide(rules, now)  # a full comparison re-checks the buffer (peak windows)
-                return False
+        same = self.inventory_item_id == inventory_item_id
+        older = self.shopify_level_at is not None and observed_at <= self.shopify_level_at
+        if same and (older or (available == self.shopify_level and self.pending is None)):
+            # nothing new (a full comparison finding Shopify as it should be writes nothing);
+            # the buffer is still re-checked (a peak window may have opened)
+            return self._decide(rules, now, "full_comparison")
         self._observed(inventory_item_id=inventory_item_id, available=available, observed_at=observed_at,
                        sync_run_id=str(sync_run_id) if sync_run_id else None)
-        self._decide(rules, now)
+        self._decide(rules, now, "full_comparison")
         return True
 
     def record_outcome(self, outcome: ShopifyOutcome) -> bool:
@@ -184,14 +186,14 @@ class StockItem(Aggregate):
         if self.exception is None:
             return False
         self._released(released_by=released_by, previous=self.exception)
-        self._decide(rules, now)
+        self._decide(rules, now, "operator")
         return True
 
     def refresh(self, rules: BufferRules, now: datetime) -> bool:
         """Re-evaluate the buffer (a peak window opened or closed)."""
-        return self._decide(rules, now)
+        return self._decide(rules, now, "buffer_change")
 
-    def _decide(self, rules: BufferRules, now: datetime) -> bool:
+    def _decide(self, rules: BufferRules, now: datetime, origin: str) -> bool:
         if self.prima_available is None:
             return False
         buffer = rules.buffer_for(self.sku, now)
@@ -214,6 +216,7 @@ class StockItem(Aggregate):
             change_from_quantity=self.shopify_level,
             reference_document_uri=self.prima_reference or f"prima://stock/{self.warehouse}/{self.sku}",
             issued_at=now,
+            origin=origin,
         )
         self._push_requested(command=command.model_dump(mode="json"), desired=desired,
                              shopify_level=self.shopify_level)
