@@ -144,6 +144,16 @@ class Settings(BaseSettings):
         }
 
 
+def use_env_file(path: str | os.PathLike[str]) -> None:
+    """Put a KEY=VALUE file's variables (deploy/local/stack.env) into the environment, except
+    those already set there: how the tests and benchmarks see the stack's configuration."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            name, sep, value = line.rstrip("\n").partition("=")
+            if sep and not name.startswith("#") and name.strip() and name.strip() not in os.environ:
+                os.environ[name.strip()] = value
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

@@ -3,7 +3,6 @@ local services `make test` starts), and the running stack for end-to-end tests."
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.config import Settings
+from services.config import Settings, use_env_file
 
 
 def _docker_available() -> bool:
@@ -26,10 +25,7 @@ STACK_ENV = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.en
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The settings the local stack runs with: the environment, then deploy/local/stack.env."""
-    for line in STACK_ENV.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not line.startswith("#") and name.strip() not in os.environ:
-            os.environ[name.strip()] = value
+    use_env_file(STACK_ENV)
     return Settings()
 
 
