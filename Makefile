@@ -3,6 +3,7 @@
 #   make test [PYTEST_ARGS=...]        the stack, then the whole pytest suite
 #   make unit                          tests/unit only, no stack
 #   make bench [N=2000]                the stack, then benchmarks.orders
+#   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -21,7 +22,7 @@ PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
 
-.PHONY: help venv up down test unit bench logs status addresses clean
+.PHONY: help venv up down test unit bench bench-inventory logs status addresses clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -75,6 +76,9 @@ unit: venv
 
 bench: up
 	$(PY) -m benchmarks.orders --orders $${N:-2000}
+
+bench-inventory: up
+	$(PY) -m benchmarks.inventory --levels $${LEVELS:-100000}
 
 # Follows every log of the stack; FOLLOW=0 prints the last lines and returns.
 logs:

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.inventory import StockEvent, StockEventType
 from contracts.topics import STOCK_EVENTS
+from projections.store import stored_positions
 from services.metrics import PROJECTION_IGNORED, UNDECODABLE
 
 log = logging.getLogger("shopify_prima.projections.inventory_health")
@@ -449,10 +450,7 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[StockEvent]) -
 
 
 async def positions(conn: asyncpg.Connection) -> dict[int, int]:
-    rows = await conn.fetch(
-        "SELECT kafka_partition, next_offset FROM readmodel.positions WHERE projection = $1 AND topic = $2", NAME, TOPIC
-    )
-    return {r["kafka_partition"]: r["next_offset"] for r in rows}
+    return await stored_positions(conn, NAME, TOPIC)
 
 
 async def apply_batch(

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from contracts.events import OrderEvent
 from contracts.topics import ORDER_EVENTS
+from projections.store import stored_positions
 
 NAME = "order_sync"
 TOPIC = ORDER_EVENTS.name
@@ -97,10 +98,7 @@ async def apply_event(conn: asyncpg.Connection, e: Any) -> None:
 
 
 async def positions(conn: asyncpg.Connection) -> dict[int, int]:
-    rows = await conn.fetch(
-        "SELECT kafka_partition, next_offset FROM readmodel.positions WHERE projection = $1 AND topic = $2", NAME, TOPIC
-    )
-    return {r["kafka_partition"]: r["next_offset"] for r in rows}
+    return await stored_positions(conn, NAME, TOPIC)
 
 
 async def apply_batch(

@@ -109,3 +109,12 @@ CREATE INDEX IF NOT EXISTS inventory_exceptions_sku ON readmodel.inventory_excep
 
 async def create_read_model_schema(conn: asyncpg.Connection) -> None:
     await conn.execute(SCHEMA_SQL)
+
+
+async def stored_positions(conn: asyncpg.Connection, projection: str, topic: str) -> dict[int, int]:
+    """Where a projection stands in its topic: partition -> next offset to apply."""
+    rows = await conn.fetch(
+        "SELECT kafka_partition, next_offset FROM readmodel.positions WHERE projection = $1 AND topic = $2",
+        projection, topic,
+    )
+    return {r["kafka_partition"]: r["next_offset"] for r in rows}

@@ -35,7 +35,7 @@ from contracts.topics import SHOPIFY_INVENTORY
 from services.config import Settings
 from services.kafka import encode
 from services.metrics import CATALOG_LEVELS_READ, CATALOG_READS
-from services.runtime import start
+from services.runtime import start, wait_or_stop
 
 if TYPE_CHECKING:
     from services.shopify_admin import ShopifyAdmin
@@ -215,22 +215,14 @@ class CatalogReader:
         async with self.pool.acquire() as lock_conn:
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
                 log.info("another catalogue reader holds the lock; standing by")
-                if await _wait(stop, 5):
+                if await wait_or_stop(stop, 5):
                     return
             while not stop.is_set():
                 run_id = await self.next_run()
                 if run_id is not None:
                     await self.run(run_id)
                     continue
-                await _wait(stop, poll_seconds)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-        return True
-    except TimeoutError:
-        return False
+                await wait_or_stop(stop, poll_seconds)
 
 
 def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:

@@ -30,7 +30,7 @@ from domain.orders.application import OrderApplication
 from services.config import Settings
 from services.kafka import encode, headers_for, make_broker
 from services.metrics import OUTBOX_POSITION, OUTBOX_RELAYED
-from services.runtime import start
+from services.runtime import start, wait_or_stop
 
 log = logging.getLogger("shopify_prima.outbox_relay")
 EVENT = TypeAdapter(OrderEvent)
@@ -106,7 +106,7 @@ class Relay:
             await lock_conn.execute(SCHEMA_SQL)
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                 log.info("another %s relay holds the lock; standing by", self.name)
-                if await _wait(stop, 5):
+                if await wait_or_stop(stop, 5):
                     return
             await pool.execute(
                 "INSERT INTO outbox.relay_position VALUES ($1, 0) ON CONFLICT DO NOTHING", self.name
@@ -116,7 +116,7 @@ class Relay:
             while not stop.is_set():
                 batch = await asyncio.to_thread(self.read, position)
                 if not batch:
-                    await _wait(stop, self.settings.relay_poll_interval_seconds)
+                    await wait_or_stop(stop, self.settings.relay_poll_interval_seconds)
                     continue
                 futures = []
                 for _, messages in batch:
@@ -180,14 +180,6 @@ class InventoryRelay(Relay):
         if command is not None:
             out.append((SHOPIFY_COMMANDS.name, key, encode(command), headers_for(command)))
         return out
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-        return True
-    except TimeoutError:
-        return False
 
 
 async def amain(settings: Settings) -> None:

@@ -46,7 +46,7 @@ from contracts.inventory import BundleComponent, PrimaItemChanged, PrimaStockLev
 from contracts.topics import PRIMA_INVENTORY
 from services.config import Settings
 from services.prima_client import prima_http_client
-from services.runtime import start
+from services.runtime import start, wait_or_stop
 
 log = logging.getLogger("shopify_prima.prima_ingest")
 
@@ -353,7 +353,7 @@ class PrimaIngest:
             lock_name = f"shopify_prima.prima_ingest:{self.cursor_prefix}"
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_name):
                 log.info("another Prima ingest holds the lock; standing by")
-                if await _wait(stop, 5):
+                if await wait_or_stop(stop, 5):
                     return
             try:
                 failures = dict.fromkeys(FEEDS, 0)
@@ -367,17 +367,9 @@ class PrimaIngest:
                         delay = interval if result.ok else min(interval * 2 ** failures[feed],
                                                                max(BACKOFF_CAP_SECONDS, interval))
                         due[feed] = time.monotonic() + delay
-                    await _wait(stop, max(0.0, min(due.values()) - time.monotonic()))
+                    await wait_or_stop(stop, max(0.0, min(due.values()) - time.monotonic()))
             finally:
                 await _quietly(lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_name))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-        return True
-    except TimeoutError:
-        return False
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

@@ -23,3 +23,12 @@ def start(metrics_port: Callable[[Settings], int] | None = None) -> Settings:
 def run_faststream_worker(build: Callable[[Settings], FastStream], metrics_port: Callable[[Settings], int]) -> None:
     settings = start(metrics_port)
     asyncio.run(build(settings).run())
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds` unless `stop` is set first; True when stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from contracts.inventory import StockEvent
 from projections import inventory_health as ih
 from projections.store import create_read_model_schema
-from services import cli
+from services import catalog_reader, cli
 from services.config import Settings
 from services.ops_api import create_app
 
@@ -33,20 +33,7 @@ pytestmark = pytest.mark.integration
 LOC, LOC2 = "gid://shopify/Location/1", "gid://shopify/Location/2"
 ITEM = "gid://shopify/InventoryItem/9"
 T = datetime(2026, 3, 2, 9, tzinfo=UTC)
-SYNC_RUNS_DDL = """
-CREATE SCHEMA IF NOT EXISTS inventory;
-CREATE TABLE IF NOT EXISTS inventory.sync_runs (
-    run_id uuid PRIMARY KEY,
-    trigger text NOT NULL,
-    status text NOT NULL,
-    requested_at timestamptz NOT NULL,
-    started_at timestamptz,
-    finished_at timestamptz,
-    variants integer,
-    levels integer,
-    error text
-);
-"""
+SYNC_RUNS_DDL = catalog_reader.SCHEMA_SQL  # the table the catalogue reader owns
 
 
 def at(seconds: float) -> datetime:

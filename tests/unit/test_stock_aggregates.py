@@ -18,7 +18,7 @@ from contracts.inventory import (
 )
 from domain.inventory.application import InventoryApplication, InventoryPolicy
 from domain.inventory.buffer import BufferRules
-from domain.inventory.domainmodel import CatalogItem, StockItem
+from domain.inventory.domainmodel import CatalogItem
 
 LOC = "gid://shopify/Location/1"
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
