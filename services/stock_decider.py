@@ -2,8 +2,9 @@
 catalogue reads and Shopify outcomes in; decisions saved to the event store, whose notification
 log is the outbox. Offsets are committed only after the batch's save.
 
-Facts are consumed in batches (up to `stock_decider_batch_size` per poll) and each batch is
-saved in one transaction: a full comparison of 100,000 SKU-locations is 100,000 facts. A batch
+Facts are consumed in batches (up to BATCH per poll); the aggregates a batch needs are loaded in
+one query and saved in one transaction: a full comparison of 100,000 SKU-locations is 100,000
+facts. A batch
 that fails (a concurrent save of the same aggregate, the database down) is not acknowledged and
 comes again; every aggregate ignores what it has already applied, so a redelivery is harmless.
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
 
 from contracts.inventory import (
     InventoryLevelConfirmed,
@@ -78,6 +79,13 @@ class _UnitOfWork:
                 self.loaded[aggregate_id] = None
         return self.loaded[aggregate_id]
 
+    def preload(self, aggregate_ids: Iterable[UUID]) -> None:
+        wanted = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
+        if wanted:
+            found = self.app.load_many(wanted)
+            for aggregate_id in wanted:
+                self.loaded[aggregate_id] = found.get(aggregate_id)
+
     def add(self, aggregate: Aggregate) -> Aggregate:
         self.loaded[aggregate.id] = aggregate
         self.changed[aggregate.id] = aggregate
@@ -111,6 +119,7 @@ class InventoryApplication(Application[UUID]):
         self.bundles: dict[str, dict[str, int]] = {}  # bundle SKU -> component SKU -> units
         self.bundles_of: dict[str, set[str]] = {}  # component SKU -> bundle SKUs
         self._index_position = 0
+        self._bundle_skus: dict[UUID, str] = {}  # CatalogItem id -> SKU, for bundles seen
 
     # -- the bundle index ---------------------------------------------------------------------
 
@@ -122,10 +131,14 @@ class InventoryApplication(Application[UUID]):
             if not notifications:
                 return len(self.bundles)
             for notification in notifications:
-                domain_event = self.mapper.to_domain_event(notification)
-                sku = self._sku_of_catalog(domain_event.originator_id)
-                self._index(sku, domain_event.item_type, domain_event.components)
                 self._index_position = notification.id
+                domain_event = self.mapper.to_domain_event(notification)
+                aggregate_id = domain_event.originator_id
+                if domain_event.item_type != "bundle" and aggregate_id not in self._bundle_skus:
+                    continue  # neither a bundle nor one that was: nothing to index
+                sku = self._bundle_skus.get(aggregate_id) or self._sku_of_catalog(aggregate_id)
+                self._bundle_skus[aggregate_id] = sku
+                self._index(sku, domain_event.item_type, domain_event.components)
 
     def _sku_of_catalog(self, aggregate_id: UUID) -> str:
         first = self.recorder.select_events(aggregate_id, lte=1)[0]
@@ -141,9 +154,57 @@ class InventoryApplication(Application[UUID]):
 
     # -- facts ----------------------------------------------------------------------------------
 
+    def load_many(self, aggregate_ids: list[UUID]) -> dict[UUID, Aggregate]:
+        """Several aggregates at once: with PostgreSQL one query for all their events (a batch of
+        500 facts would otherwise be a thousand round trips); any other store one by one."""
+        recorder = self.recorder
+        if not (hasattr(recorder, "datastore") and hasattr(recorder, "events_table_name")):
+            found = {}
+            for aggregate_id in aggregate_ids:
+                try:
+                    found[aggregate_id] = self.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    pass
+            return found
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(statement, [aggregate_ids])
+            rows = cursor.fetchall()
+        events: dict[UUID, list] = {}
+        for row in rows:
+            stored = StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
+                                 topic=row["topic"], state=bytes(row["state"]))
+            events.setdefault(stored.originator_id, []).append(self.mapper.to_domain_event(stored))
+        return {aggregate_id: project_aggregate(None, domain_events) for aggregate_id, domain_events in events.items()}
+
+    def _needed(self, facts: list[object], policy: InventoryPolicy) -> list[UUID]:
+        """The aggregates a batch of facts will load (bundles' components come on demand)."""
+        warehouses = policy.warehouse_of
+        ids: list[UUID] = []
+        for fact in facts:
+            if isinstance(fact, PrimaStockLevel):
+                location = policy.location_map.get(fact.warehouse)
+                ids.append(StockItem.create_id(fact.sku, location) if location else CatalogItem.create_id(fact.sku))
+            elif isinstance(fact, (PrimaItemChanged, ProductStatusSet, ProductStatusRejected)):
+                ids.append(CatalogItem.create_id(fact.sku))
+            elif isinstance(fact, ShopifyVariantObserved):
+                ids.append(CatalogItem.create_id(fact.sku))
+                ids.extend(StockItem.create_id(fact.sku, level.location_id) for level in fact.levels
+                           if level.location_id in warehouses)
+            elif isinstance(fact, (InventoryLevelConfirmed, InventoryLevelRejected, InventoryLevelFailed)):
+                ids.append(StockItem.create_id(fact.sku, fact.location_id))
+        return ids
+
     def handle(self, facts: Iterable[object], policy: InventoryPolicy, now: datetime) -> HandleResult:
         result = HandleResult()
         uow = _UnitOfWork(self)
+        facts = list(facts)
+        uow.preload(self._needed(facts, policy))
         reindexed: list[tuple[str, str, dict[str, int]]] = []
         for fact in facts:
             applied = self._apply(uow, fact, policy, now, result, reindexed)
