@@ -103,7 +103,6 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         pool = await asyncpg.create_pool(self.settings.database_url, min_size=1, max_size=2)
         async with pool.acquire() as lock_conn:
-            await lock_conn.execute(SCHEMA_SQL)
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                 log.info("another %s relay holds the lock; standing by", self.name)
                 if await wait_or_stop(stop, 5):

@@ -135,8 +135,8 @@ def build(settings: Settings) -> FastStream:
     @app.on_startup
     async def start() -> None:
         state["client"] = prima_http_client(settings)
+        # its table comes from services.setup (services starting together would race on DDL)
         state["pool"] = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-        await state["pool"].execute(SCHEMA_SQL)  # type: ignore[union-attr]
 
     @app.after_shutdown
     async def stop() -> None:

@@ -14,7 +14,7 @@ from contracts.topics import ALL_TOPICS
 from domain.inventory.application import InventoryApplication
 from domain.orders.application import OrderApplication
 from projections.store import create_read_model_schema
-from services import catalog_reader, prima_gateway, shopify_gateway
+from services import catalog_reader, outbox_relay, prima_gateway, shopify_gateway
 from services.config import Settings, get_settings
 from services import prima_ingest
 from services.ingest_store import create_ingest_schema
@@ -50,6 +50,7 @@ async def create_schemas(settings: Settings) -> None:
         await catalog_reader.create_tables(conn)
         await shopify_gateway.create_tables(conn)
         await conn.execute(prima_gateway.SCHEMA_SQL)
+        await conn.execute(outbox_relay.SCHEMA_SQL)
     finally:
         await conn.close()
     # The event store's tables, created once here rather than raced by the services at start-up.

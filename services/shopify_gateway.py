@@ -766,9 +766,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     admin = ShopifyAdmin(settings)
-    try:
-        async with pool.acquire() as conn:
-            await create_tables(conn)
+    try:  # its tables come from services.setup (services starting together would race on DDL)
         log.info("Shopify gateway consuming %s (batches of %d, debounce %.2fs)", SHOPIFY_COMMANDS.name,
                  settings.inventory_batch_size, settings.inventory_debounce_seconds)
         await ShopifyGateway(settings, admin, pool).run(stop)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from contracts.inventory import PrimaStockLevel, ShopifyLevel, ShopifyVariantObserved
 from domain.inventory.application import InventoryApplication, InventoryPolicy
 from domain.inventory.buffer import BufferRules
 from domain.inventory.domainmodel import StockItem
+from services.config import Settings
 
 pytestmark = pytest.mark.integration
 LOC = "gid://shopify/Location/1"
@@ -19,8 +21,12 @@ POLICY = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=BufferRules(defaul
 
 
 @pytest.fixture(scope="module")
-def inventory(settings):
-    env = settings.eventsourcing_env(create_tables=True) | {"POSTGRES_SCHEMA": "event_store_test"}
+def inventory(settings, database_url):
+    # its own schema: the running relay must not pick these test events up
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS event_store_test")
+    env = Settings(database_url=database_url, event_store_schema="event_store_test").eventsourcing_env(
+        create_tables=True)
     app = InventoryApplication(env=env)
     yield app
     app.close()
