@@ -3,12 +3,18 @@ local services `make test` starts), and the running stack for end-to-end tests."
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from services.config import Settings, use_env_file
 
@@ -67,3 +73,27 @@ def stack(settings: Settings) -> Settings:
         except httpx.HTTPError as exc:
             pytest.fail(f"{name} is not answering at {url} ({exc}); start the stack with `make up`")
     return settings
+
+
+@contextlib.contextmanager
+def _serving(app, name: str = "the app") -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), f"{name} did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def serve_app() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with serve_app(app, "the Prima sandbox") as base_url:` serves an ASGI app with uvicorn
+    on a free loopback port in a thread, for as long as the block runs."""
+    return _serving

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse, urlunparse
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import asyncpg
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -260,18 +257,9 @@ def test_metrics_carry_the_inventory_gauges(api, seeded):
 
 
 @pytest.fixture(scope="module")
-def ops_url(ops_settings):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ops_settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the ops API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+def ops_url(ops_settings, serve_app):
+    with serve_app(create_app(ops_settings), "the ops API") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaTimeoutError
@@ -36,22 +34,13 @@ PARTITIONS = 3
 
 
 @pytest.fixture(scope="session")
-async def sandbox_url(database_url):
+async def sandbox_url(database_url, serve_app):
     conn = await asyncpg.connect(database_url)
     await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     await prima_ingest.create_tables(conn)  # what services.setup does
     await conn.close()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(database_url, KEY, schema=SCHEMA), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the sandbox did not start"
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(database_url, KEY, schema=SCHEMA), "the sandbox") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

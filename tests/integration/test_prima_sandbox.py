@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import threading
 import time
 from copy import deepcopy
 from datetime import datetime
@@ -13,7 +11,6 @@ from datetime import datetime
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from sandboxes.prima.app import create_app
@@ -65,22 +62,13 @@ async def _wait_for_postgres(deadline_s: float = 60) -> None:
 
 
 @pytest.fixture(scope="session")
-async def base_url():
+async def base_url(serve_app):
     await _wait_for_postgres()
     conn = await asyncpg.connect(DATABASE_URL)
     await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     await conn.close()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(DATABASE_URL, KEY, schema=SCHEMA), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the sandbox did not start"
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(DATABASE_URL, KEY, schema=SCHEMA), "the sandbox") as url:
+        yield url
 
 
 @pytest.fixture
