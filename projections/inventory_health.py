@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.inventory import StockEvent, StockEventType
 from contracts.topics import STOCK_EVENTS
-from projections.store import stored_positions
+from projections.store import Record, apply_in_order, stored_positions
 from services.metrics import PROJECTION_IGNORED, UNDECODABLE
 
 log = logging.getLogger("shopify_prima.projections.inventory_health")
@@ -454,34 +454,16 @@ async def positions(conn: asyncpg.Connection) -> dict[int, int]:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection, records: Sequence[tuple[int, int, bytes]], expected: dict[int, int] | None
+    conn: asyncpg.Connection, records: Sequence[Record], expected: dict[int, int] | None
 ) -> bool:
-    """Apply (partition, offset, value) records and advance the positions, in one transaction.
+    """Apply (partition, offset, value) records and advance the positions (store.apply_in_order).
+    Undecodable records are counted, logged and skipped; their positions advance."""
 
-    `expected` is where the caller believes each partition stands; if the stored position
-    differs (a rebuild ran meanwhile), nothing is applied and False is returned."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-        stored = await positions(conn)
-        if expected is not None and any(stored.get(p, 0) != off for p, off in expected.items()):
-            return False
-        advanced: dict[int, int] = {}
-        events: list[StockEvent] = []
-        for partition, offset, value in records:
-            if offset < stored.get(partition, 0):
-                continue  # already applied
-            event = decode(value, partition, offset)
-            if event is not None:
-                events.append(event)
-            advanced[partition] = offset + 1
-        await apply_events(conn, events)
-        for partition, next_offset in advanced.items():
-            await conn.execute(
-                """INSERT INTO readmodel.positions VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (projection, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset""",
-                NAME, TOPIC, partition, next_offset,
-            )
-    return True
+    async def apply(conn: asyncpg.Connection, fresh: list[Record]) -> None:
+        events = [decode(value, partition, offset) for partition, offset, value in fresh]
+        await apply_events(conn, [e for e in events if e is not None])
+
+    return await apply_in_order(conn, NAME, TOPIC, LOCK_KEY, records, expected, apply)
 
 
 async def reset(conn: asyncpg.Connection) -> None:

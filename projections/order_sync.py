@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from contracts.events import OrderEvent
 from contracts.topics import ORDER_EVENTS
-from projections.store import stored_positions
+from projections.store import Record, apply_in_order, stored_positions
 
 NAME = "order_sync"
 TOPIC = ORDER_EVENTS.name
@@ -102,30 +102,15 @@ async def positions(conn: asyncpg.Connection) -> dict[int, int]:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection, records: Sequence[tuple[int, int, bytes]], expected: dict[int, int] | None
+    conn: asyncpg.Connection, records: Sequence[Record], expected: dict[int, int] | None
 ) -> bool:
-    """Apply (partition, offset, value) records and advance the positions, in one transaction.
+    """Apply (partition, offset, value) records and advance the positions (store.apply_in_order)."""
 
-    `expected` is where the caller believes each partition stands; if the stored position
-    differs (a rebuild ran meanwhile), nothing is applied and False is returned."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-        stored = await positions(conn)
-        if expected is not None and any(stored.get(p, 0) != off for p, off in expected.items()):
-            return False
-        advanced: dict[int, int] = {}
-        for partition, offset, value in records:
-            if offset < stored.get(partition, 0):
-                continue  # already applied
+    async def apply(conn: asyncpg.Connection, fresh: list[Record]) -> None:
+        for _, _, value in fresh:
             await apply_event(conn, EVENT.validate_json(value))
-            advanced[partition] = offset + 1
-        for partition, next_offset in advanced.items():
-            await conn.execute(
-                """INSERT INTO readmodel.positions VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (projection, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset""",
-                NAME, TOPIC, partition, next_offset,
-            )
-    return True
+
+    return await apply_in_order(conn, NAME, TOPIC, LOCK_KEY, records, expected, apply)
 
 
 async def reset(conn: asyncpg.Connection) -> None:

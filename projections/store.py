@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 import asyncpg
+
+Record = tuple[int, int, bytes]  # (partition, offset, value) of one Kafka message
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS readmodel;
@@ -118,3 +122,31 @@ async def stored_positions(conn: asyncpg.Connection, projection: str, topic: str
         projection, topic,
     )
     return {r["kafka_partition"]: r["next_offset"] for r in rows}
+
+
+async def apply_in_order(
+    conn: asyncpg.Connection, projection: str, topic: str, lock_key: int, records: Sequence[Record],
+    expected: dict[int, int] | None, apply: Callable[[asyncpg.Connection, list[Record]], Awaitable[None]],
+) -> bool:
+    """Apply (partition, offset, value) records not applied yet and advance the positions, in
+    one transaction under the projection's advisory lock (a rebuild holds it meanwhile).
+
+    `expected` is where the caller believes each partition stands; if the stored position
+    differs (a rebuild ran meanwhile), nothing is applied and False is returned."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        stored = await stored_positions(conn, projection, topic)
+        if expected is not None and any(stored.get(p, 0) != off for p, off in expected.items()):
+            return False
+        fresh = [r for r in records if r[1] >= stored.get(r[0], 0)]  # older ones are applied already
+        await apply(conn, fresh)
+        advanced: dict[int, int] = {}
+        for partition, offset, _ in fresh:
+            advanced[partition] = max(advanced.get(partition, 0), offset + 1)
+        for partition, next_offset in advanced.items():
+            await conn.execute(
+                """INSERT INTO readmodel.positions VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (projection, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset""",
+                projection, topic, partition, next_offset,
+            )
+    return True
