@@ -122,6 +122,7 @@ CREATE TABLE IF NOT EXISTS gateway.shopify_inventory_batches (
 """
 
 _COMMAND = TypeAdapter(ShopifyCommand)
+Decoded = tuple[ConsumerRecord, "ShopifyCommand | None"]  # a consumed record and its command
 
 
 async def create_tables(conn: asyncpg.Connection) -> None:
@@ -606,11 +607,12 @@ class ShopifyGateway:
         try:
             while not stop.is_set():
                 await self._mark_ready(consumer)
-                records = await self._collect(consumer, stop)
-                if not records:
+                window = await self._collect(consumer, stop)
+                if not window:
                     continue
+                records = [record for record, _ in window]
                 try:
-                    await self._process(records, producer)
+                    await self._process([command for _, command in window if command is not None], producer)
                 except Exception:  # noqa: BLE001 - e.g. the database or Kafka is down: redeliver
                     log.exception("processing %d commands failed; they will be consumed again", len(records))
                     self._rewind(consumer, records)
@@ -630,7 +632,7 @@ class ShopifyGateway:
                 await consumer.position(tp)  # resolves auto_offset_reset now
             self.ready.set()
 
-    async def _collect(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[ConsumerRecord]:
+    async def _collect(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[Decoded]:
         """Records of one debounce window. It opens at the first command and closes when
         inventory_batch_size distinct levels are pending, or when no command has come for
         inventory_debounce_seconds (changes to a level in quick succession collapse into the
@@ -638,7 +640,7 @@ class ShopifyGateway:
         (a full comparison) therefore goes out in full batches: N levels, ceil(N/250) calls."""
         size = self.settings.inventory_batch_size
         first = await consumer.getmany(timeout_ms=500, max_records=size)
-        records = [r for batch in first.values() for r in batch]
+        records = _decode_all(first)
         if not records:
             return []
         loop = asyncio.get_running_loop()
@@ -655,7 +657,7 @@ class ShopifyGateway:
                 return records
             more = await consumer.getmany(timeout_ms=max(1, int(remaining * 1000)),
                                           max_records=max(1, size - len(pairs)))
-            fetched = [r for batch in more.values() for r in batch]
+            fetched = _decode_all(more)
             if fetched:
                 last_arrival = loop.time()
                 urgent = urgent or _any_urgent(fetched)
@@ -672,8 +674,7 @@ class ShopifyGateway:
         return (s.inventory_full_sync_debounce_seconds,
                 max(s.inventory_full_sync_debounce_seconds, s.inventory_full_sync_debounce_max_seconds))
 
-    async def _process(self, records: Sequence[ConsumerRecord], producer: AIOKafkaProducer) -> None:
-        commands = [c for c in (_decode(r) for r in records) if c is not None]
+    async def _process(self, commands: Sequence[ShopifyCommand], producer: AIOKafkaProducer) -> None:
         if not commands:
             return
         outcomes = await self.handle(commands)
@@ -728,25 +729,19 @@ def _decode(record: ConsumerRecord) -> ShopifyCommand | None:
         return None
 
 
-def _any_urgent(records: Sequence[ConsumerRecord]) -> bool:
+def _decode_all(fetched: dict[TopicPartition, list[ConsumerRecord]]) -> list[Decoded]:
+    """Each record with its command, decoded once (None: undecodable, logged and counted)."""
+    return [(record, _decode(record)) for batch in fetched.values() for record in batch]
+
+
+def _any_urgent(window: Sequence[Decoded]) -> bool:
     """Whether any of these commands is not a full comparison's repair (those can wait)."""
-    for record in records:
-        command = _decode(record)
-        if not isinstance(command, SetInventoryLevel) or command.origin != "full_comparison":
-            return True
-    return False
+    return any(not isinstance(command, SetInventoryLevel) or command.origin != "full_comparison"
+               for _, command in window)
 
 
-def _pairs_of(records: Sequence[ConsumerRecord]) -> set[Pair]:
-    pairs: set[Pair] = set()
-    for record in records:
-        try:
-            body = json.loads(record.value)
-            if body.get("message_type") == "SetInventoryLevel":
-                pairs.add((body.get("inventory_item_id"), body.get("location_id")))
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return pairs
+def _pairs_of(window: Sequence[Decoded]) -> set[Pair]:
+    return {pair_of(command) for _, command in window if isinstance(command, SetInventoryLevel)}
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
