@@ -1,7 +1,7 @@
 # Build, run and test entry points. What runs where: docs/architecture.md.
 #   make up | down | status | logs     the local stack (PostgreSQL, Kafka, services, sandboxes)
 #   make test [PYTEST_ARGS=...]        the stack, then the whole pytest suite
-#   make unit                          tests/unit only, no stack
+#   make unit                          the unit tests only (tests/*/unit), no stack
 #   make bench [N=2000]                the stack, then benchmarks.orders
 #   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
 SHELL := bash
@@ -72,7 +72,7 @@ test: up
 	echo $$rc > $(PYTEST_RC); exit $$rc
 
 unit: venv
-	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m unit $(PYTEST_ARGS)
 
 bench: up
 	$(PY) -m benchmarks.orders --orders $${N:-2000}

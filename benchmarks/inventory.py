@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.orders import machine
-from services.config import Settings, use_env_file
+from services.platform.settings import Settings, use_env_file
 
 STACK_ENV = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.env"
 

@@ -1,14 +1,27 @@
 """Orders to Prima: drive N paid Shopify orders through the whole local stack and print figures.
 
-    python -m benchmarks.orders --orders N [--concurrency C] [--timeout SECONDS]
+    python -m benchmarks.orders --orders N [--concurrency C] [--timeout SECONDS]     # burst
+    python -m benchmarks.orders --orders N --rate R [--concurrency C]                # paced
+    python -m benchmarks.orders --orders N --baseline [--baseline-batch]             # the floor
 
 Needs the stack running (`make up`). For each order it signs and posts an `orders/paid` webhook to
-the ingest (bounded concurrency), then polls `readmodel.order_sync` in PostgreSQL until every
-accepted order is `in_prima` or the timeout passes. Latency per order is
-`in_prima_at - first_received_at` from the read model: both are event timestamps, the first set
-when the ingest received the webhook, the second when the Order aggregate recorded
-SalesOrderCreated. Finally it counts the Prima sandbox's sales orders for these orders (schema
-`prima_sandbox`) to show that each order made exactly one.
+the ingest, then polls `readmodel.order_sync` in PostgreSQL until every accepted order is
+`in_prima` or the timeout passes. Two ways of sending:
+- burst (the default): as fast as `--concurrency` webhooks in flight at once allow;
+- paced (`--rate R`): order i is sent at start + i/R seconds (an asyncio scheduler, at most
+  `--concurrency` requests in flight). A send that cannot start on time (every slot busy: the
+  ingest is slower than the rate) starts late, and the report gives how far behind schedule
+  sending fell (p99 and max lag) and the send rate achieved, rather than bursting silently.
+Latency per order is `in_prima_at - first_received_at` from the read model: both are event
+timestamps, the first set when the ingest received the webhook, the second when the Order
+aggregate recorded SalesOrderCreated; in paced mode it is the key figure (no queue built by a
+burst). Finally it counts the Prima sandbox's sales orders for these orders (schema
+`prima_sandbox`) to show that each order made exactly one. The report names the mode, and ends
+with one line of orders/s and latency p50/p99, the shape of the baseline's last line.
+
+`--baseline` (and/or `--baseline-batch`) does not send orders: it measures the floor of the
+platform under the pipeline, a bare consume -> insert -> produce loop on the same Kafka and
+PostgreSQL with the same guarantees as one stage (benchmarks/baseline.py describes it).
 
 Order ids are the run's start time in microseconds plus 0..N-1, so runs never collide with each
 other or with earlier data. Nothing is cleaned up afterwards: the orders stay, like real ones.
@@ -36,7 +49,8 @@ from rich.table import Table
 
 from sandboxes.shopify.orders import random_paid_order
 from sandboxes.shopify.webhooks import send_webhook
-from services.config import Settings
+
+from services.platform.settings import Settings
 
 SETTINGS = Settings()  # the same SHOPIFY_PRIMA_* settings as the services
 DATABASE_URL = SETTINGS.database_url
@@ -143,6 +157,36 @@ def machine_busy_seconds() -> float | None:
     return (sum(values[:8]) - idle) / _TICK  # user..steal; guest time is already inside user
 
 
+def print_cpu(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+              busy_before: float | None, busy_after: float | None, wall: float,
+              what: str = "the run") -> None:
+    """The CPU table: CPU seconds per process of the stack between two snapshots."""
+    cpu = cpu_used(before, after)
+    if not cpu or wall <= 0:
+        return
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpu_table = Table(title=f"CPU seconds used during {what} ({wall:.1f} s wall, {ncpu} CPUs)", header_style="bold")
+    cpu_table.add_column("process")
+    cpu_table.add_column("CPU s", justify="right")
+    cpu_table.add_column("% of one CPU", justify="right")
+    for group, seconds in cpu.items():
+        cpu_table.add_row(group, f"{seconds:.1f}", f"{100 * seconds / wall:.0f}%")
+    if busy_before is not None and busy_after is not None:
+        busy = busy_after - busy_before
+        other = busy - sum(cpu.values())
+        cpu_table.add_row("other processes on the machine", f"{max(other, 0.0):.1f}",
+                          f"{100 * max(other, 0.0) / wall:.0f}%")
+        cpu_table.add_row("whole machine busy", f"{busy:.1f}", f"{100 * busy / (wall * ncpu):.0f}% of all CPUs")
+    console.print(cpu_table)
+
+
+def print_machine() -> None:
+    mtable = Table(title="machine", show_header=False)
+    for k, v in machine().items():
+        mtable.add_row(k, v)
+    console.print(mtable)
+
+
 # --- time spent per message in each stage (the workers' FastStream Prometheus metrics) -----------
 
 METRICS_ENDPOINTS = {
@@ -182,6 +226,10 @@ class Sent:
     failed: dict[int, str] = field(default_factory=dict)
     first_send: datetime | None = None
     send_seconds: float = 0.0
+    # paced mode only: seconds each send started behind its slot (start + i/R), and the span from
+    # the first send's start to the last one's
+    lags: list[float] = field(default_factory=list)
+    send_span: float = 0.0
 
 
 async def active_stock_skus(client: httpx.AsyncClient) -> list[str]:
@@ -201,34 +249,79 @@ async def active_stock_skus(client: httpx.AsyncClient) -> list[str]:
 
 
 async def send_all(client: httpx.AsyncClient, ids: list[int], skus: list[str], concurrency: int,
-                   seed: int, deadline: float) -> Sent:
-    """Post one orders/paid webhook per id, `concurrency` at a time; none is started after `deadline`."""
+                   seed: int, deadline: float, rate: float | None = None) -> Sent:
+    """Post one orders/paid webhook per id, at most `concurrency` in flight; none is started after
+    `deadline`. Without `rate`, as fast as that allows (burst); with it, order i is due at
+    start + i/rate and starts then, or as soon as a slot frees if every slot is busy (its lag is
+    recorded: a late order is sent late, the schedule itself never moves)."""
     rng = random.Random(seed)
     bodies = {oid: random_paid_order(oid, skus, rng) for oid in ids}  # built before the clock starts
     sent = Sent()
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(oid: int) -> None:
-        async with gate:
-            if time.perf_counter() >= deadline:
-                sent.statuses["not sent (timeout)"] += 1
-                sent.failed[oid] = "not sent: the timeout passed first"
-                return
-            try:
-                resp = await send_webhook(client, INGEST_URL, "orders/paid", bodies[oid], WEBHOOK_SECRET)
-            except httpx.HTTPError as exc:
-                sent.statuses[type(exc).__name__] += 1
-                sent.failed[oid] = type(exc).__name__
-                return
+    def not_sent(oid: int) -> None:
+        sent.statuses["not sent (timeout)"] += 1
+        sent.failed[oid] = "not sent: the timeout passed first"
+
+    def too_late(oid: int) -> bool:
+        if time.perf_counter() < deadline:
+            return False
+        not_sent(oid)
+        return True
+
+    async def post(oid: int) -> None:
+        """Send one webhook; the caller holds a slot of `gate`, released here."""
+        try:
+            resp = await send_webhook(client, INGEST_URL, "orders/paid", bodies[oid], WEBHOOK_SECRET)
+        except httpx.HTTPError as exc:
+            sent.statuses[type(exc).__name__] += 1
+            sent.failed[oid] = type(exc).__name__
+            return
+        finally:
+            gate.release()
         sent.statuses[str(resp.status_code)] += 1
         if resp.is_success:
             sent.accepted.append(oid)
         else:
             sent.failed[oid] = f"{resp.status_code} {resp.text[:200]}"
 
+    async def one(oid: int) -> None:  # burst
+        await gate.acquire()
+        if too_late(oid):
+            gate.release()
+            return
+        await post(oid)
+
+    async def paced() -> None:
+        tasks: list[asyncio.Task] = []
+        first = last = None
+        for i, oid in enumerate(ids):
+            due = t0 + i / rate
+            if due >= deadline:
+                for rest in ids[i:]:
+                    not_sent(rest)
+                break
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            await gate.acquire()  # every slot busy: this send falls behind its schedule
+            if time.perf_counter() >= deadline:
+                gate.release()
+                for rest in ids[i:]:
+                    not_sent(rest)
+                break
+            last = time.perf_counter()
+            first = last if first is None else first
+            sent.lags.append(max(0.0, last - due))
+            tasks.append(asyncio.create_task(post(oid)))
+        await asyncio.gather(*tasks)
+        sent.send_span = (last - first) if first is not None else 0.0
+
     sent.first_send = datetime.now(UTC)
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(oid) for oid in ids))
+    if rate is None:
+        await asyncio.gather(*(one(oid) for oid in ids))
+    else:
+        await paced()
     sent.send_seconds = time.perf_counter() - t0
     return sent
 
@@ -287,8 +380,17 @@ async def prima_check(pool: asyncpg.Pool, client: httpx.AsyncClient, ids: list[i
     }
 
 
+def mode_of(args: argparse.Namespace) -> str:
+    """The sending mode, as the report names it."""
+    if args.rate is None:
+        return f"burst, concurrency {args.concurrency}"
+    return f"paced at {args.rate:g} orders/s, at most {min(args.concurrency, args.orders)} in flight"
+
+
 async def run(args: argparse.Namespace) -> int:
-    n, c = args.orders, args.concurrency
+    n, rate = args.orders, args.rate
+    c = args.concurrency if rate is None else min(args.concurrency, n)
+    mode = mode_of(args)
     base = time.time_ns() // 1_000  # microseconds: ids stay far below 2**63 even as line-item ids (x100)
     ids = [base + i for i in range(n)]
     limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
@@ -299,13 +401,13 @@ async def run(args: argparse.Namespace) -> int:
             return 2
         pool = await asyncpg.create_pool(DATABASE_URL, min_size=1, max_size=2)
         try:
-            console.print(f"[bold]Orders to Prima[/bold]: {n} orders, concurrency {c}, ids {ids[0]}..{ids[-1]}, "
+            console.print(f"[bold]Orders to Prima[/bold]: {n} orders, {mode}, ids {ids[0]}..{ids[-1]}, "
                           f"SKUs {', '.join(skus)}")
             cpu_before, busy_before = cpu_snapshot(), machine_busy_seconds()
             stages_before = await stage_metrics(client)
             deadline = time.perf_counter() + args.timeout
-            sent = await send_all(client, ids, skus, c, args.seed, deadline)
-            console.print(f"sent {n} webhooks in {sent.send_seconds:.2f} s; waiting for in_prima "
+            sent = await send_all(client, ids, skus, c, args.seed, deadline, rate)
+            console.print(f"sent {n} webhooks in {sent.send_seconds:.2f} s ({mode}); waiting for in_prima "
                           f"(timeout {args.timeout:.0f} s from the first send)")
             done, waited = await wait_in_prima(pool, sent.accepted, deadline, args.poll_interval)
             observed_seconds = sent.send_seconds + waited
@@ -329,18 +431,31 @@ async def run(args: argparse.Namespace) -> int:
     missing_rows = n - len(rows)
     not_arrived = sorted(set(sent.accepted) - {r["shopify_order_id"] for r in in_prima})
 
-    table = Table(title=f"Orders to Prima: {n} orders, concurrency {c}", show_header=True, header_style="bold",
+    def ms(values: list[float], p: float) -> str:
+        return f"{percentile(values, p) * 1000:,.0f}" if values else "-"
+
+    # paced mode: how well the schedule was held
+    lags = sorted(sent.lags)
+    achieved_rate = (len(lags) - 1) / sent.send_span if len(lags) > 1 and sent.send_span > 0 else None
+    fell_behind = bool(lags) and rate is not None and lags[-1] > max(1.0 / rate, 0.010)
+
+    table = Table(title=f"Orders to Prima: {n} orders, {mode}", show_header=True, header_style="bold",
                   caption="latency = in_prima_at - first_received_at (read model, event timestamps)")
     table.add_column("figure")
     table.add_column("value", justify="right")
 
-    def ms(values: list[float], p: float) -> str:
-        return f"{percentile(values, p) * 1000:,.0f}" if values else "-"
-
     table.add_row("orders (N)", f"{n}")
-    table.add_row("concurrency", f"{c}")
+    table.add_row("mode", "burst (as fast as the concurrency allows)" if rate is None
+                  else f"paced at {rate:g} orders/s (order i due at start + i/R)")
+    table.add_row("concurrency", f"{c}" if rate is None else f"{c} (most in flight)")
     table.add_row("time to send all webhooks", f"{sent.send_seconds:.2f} s")
     table.add_row("webhook acceptance rate", f"{n / sent.send_seconds:,.1f} req/s" if sent.send_seconds else "-")
+    if rate is not None:
+        table.add_row("achieved send rate (send starts)",
+                      f"{achieved_rate:,.1f} orders/s of {rate:g}" if achieved_rate else "-")
+        table.add_row("behind schedule p50 / p99 / max (ms)",
+                      f"{ms(lags, 50)} / {ms(lags, 99)} / {ms(lags, 100)}")
+        table.add_row("sent more than 10 ms late", f"{sum(1 for v in lags if v > 0.010)} / {len(lags)}")
     table.add_row("webhook responses", ", ".join(f"{k}: {v}" for k, v in sorted(sent.statuses.items())))
     table.add_row("non-2xx / errors", f"{sum(v for k, v in sent.statuses.items() if not k.startswith('2'))}")
     table.add_row("in_prima in read model", f"{len(in_prima)} / {n}")
@@ -384,31 +499,22 @@ async def run(args: argparse.Namespace) -> int:
     if stage_table.row_count:
         console.print(stage_table)
 
-    cpu = cpu_used(cpu_before, cpu_after)
-    if cpu:
-        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        cpu_table = Table(title=f"CPU seconds used during the run ({observed_seconds:.1f} s wall, {ncpu} CPUs)",
-                          header_style="bold")
-        cpu_table.add_column("process")
-        cpu_table.add_column("CPU s", justify="right")
-        cpu_table.add_column("% of one CPU", justify="right")
-        for group, seconds in cpu.items():
-            cpu_table.add_row(group, f"{seconds:.1f}", f"{100 * seconds / observed_seconds:.0f}%")
-        if busy_before is not None and busy_after is not None:
-            busy = busy_after - busy_before
-            other = busy - sum(cpu.values())
-            cpu_table.add_row("other processes on the machine", f"{max(other, 0.0):.1f}",
-                              f"{100 * max(other, 0.0) / observed_seconds:.0f}%")
-            cpu_table.add_row("whole machine busy", f"{busy:.1f}",
-                              f"{100 * busy / (observed_seconds * ncpu):.0f}% of all CPUs")
-        console.print(cpu_table)
+    print_cpu(cpu_before, cpu_after, busy_before, busy_after, observed_seconds)
+    print_machine()
 
-    mtable = Table(title="machine", show_header=False)
-    for k, v in machine().items():
-        mtable.add_row(k, v)
-    console.print(mtable)
+    throughput = f"{len(in_prima) / e2e_seconds:,.1f} orders/s end to end" if e2e_seconds else "- orders/s"
+    summary = (f"orders ({mode}): {throughput}, latency p50 {ms(latency, 50)} ms, p99 {ms(latency, 99)} ms")
+    if rate is not None:
+        summary += (f"; sent at {achieved_rate:,.1f}/s" if achieved_rate else "; sent") + \
+            f", at most {ms(lags, 100)} ms behind schedule"
+    console.print(f"[bold]{summary}[/bold]")
 
     problems = 0
+    if fell_behind:
+        console.print(f"[yellow]sending fell behind schedule by up to {ms(lags, 100)} ms[/yellow] (every one of the {c} "
+                      f"in-flight slots busy: the ingest answered slower than {rate:g}/s needs, or this process "
+                      "was short of CPU); "
+                      "raise --concurrency or lower --rate for a steady pace")
     if sent.failed:
         problems += 1
         console.print(f"[red]{len(sent.failed)} webhooks not accepted[/red], e.g.:")
@@ -430,17 +536,44 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.orders", description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, required=True, help="how many paid orders to send")
-    parser.add_argument("--concurrency", type=int, default=16, help="webhooks in flight at once (default 16)")
+    parser.add_argument("--orders", type=int, required=True,
+                        help="how many paid orders to send (with --baseline: how many messages)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="webhooks in flight at once (default 16); with --rate, the most in flight")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="paced: send order i at start + i/R seconds (R orders/s) instead of a burst; "
+                             "the report says how far behind schedule sending fell")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds from the first send after which to stop waiting (default 600)")
     parser.add_argument("--poll-interval", type=float, default=0.2, help="read-model poll interval in seconds")
     parser.add_argument("--seed", type=int, default=2, help="random seed for the order bodies")
     parser.add_argument("--api-sample", type=int, default=20,
                         help="orders also checked through GET /v1/sales-orders (default 20)")
+    floor = parser.add_argument_group(
+        "baseline", "the floor of the platform instead of orders: a bare consume -> insert -> produce loop on the "
+                    "stack's Kafka and PostgreSQL (benchmarks/baseline.py); --baseline and --baseline-batch "
+                    "together run both and print both")
+    floor.add_argument("--baseline", action="store_true", help="one message per handler call")
+    floor.add_argument("--baseline-batch", action="store_true",
+                       help="a batch subscriber: one INSERT and one commit per batch")
+    floor.add_argument("--baseline-max-records", type=int, default=None,
+                       help="most messages per batch with --baseline-batch "
+                            "(default SHOPIFY_PRIMA_CONSUMER_BATCH_SIZE, else 500)")
+    floor.add_argument("--baseline-workers", type=int, default=None,
+                       help="consumers in the group for --baseline "
+                            "(default SHOPIFY_PRIMA_CONSUMER_WORKERS, else 3: one per partition)")
     args = parser.parse_args(argv)
     if args.orders < 1 or args.concurrency < 1:
         parser.error("--orders and --concurrency must be at least 1")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0")
+    if args.baseline or args.baseline_batch:
+        if args.rate is not None:
+            parser.error("--rate does not apply to --baseline: the floor reads a topic filled beforehand")
+        if any(v is not None and v < 1 for v in (args.baseline_max_records, args.baseline_workers)):
+            parser.error("--baseline-max-records and --baseline-workers must be at least 1")
+        from benchmarks import baseline  # here: it imports this module's helpers
+        return asyncio.run(baseline.run(args))
     return asyncio.run(run(args))
 
 

@@ -7,6 +7,27 @@ Topic names carry a major version; a breaking change to a message gets a new top
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
+
+from pydantic import BaseModel
+
+from contracts.inventory.events import StockEvent
+from contracts.orders.events import OrderEvent
+from contracts.platform import DeadLetterMessage, OperatorCommand
+from contracts.prima.inventory import PrimaInventoryFact
+from contracts.prima.sales_orders import PrimaCommand, PrimaOutcome
+from contracts.shopify.inventory import ShopifyCommand, ShopifyInventoryFact, ShopifyOutcome
+from contracts.shopify.orders import ShopifyOrderReceived
+
+
+def members_of(union: object) -> tuple[type[BaseModel], ...]:
+    """The models of an Annotated[A | B, Field(discriminator=...)] union (or one model)."""
+    if isinstance(union, type) and issubclass(union, BaseModel):
+        return (union,)
+    args = get_args(union)
+    if args and not isinstance(args[0], type):  # Annotated[Union[...], ...]
+        return members_of(args[0])
+    return tuple(m for arg in args for m in members_of(arg))
 
 
 @dataclass(frozen=True)
@@ -14,8 +35,19 @@ class TopicSpec:
     name: str
     key: str  # what the message key is, in words; the key function is beside the producer
     description: str
+    messages: tuple[type[BaseModel], ...] = ()  # the models its messages are (one message_type each)
     partitions: int = 3
     config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message_types(self) -> dict[str, type[BaseModel]]:
+        """message_type -> model. Several models share the message_type "OrderEvent" or
+        "StockEvent" (told apart by event_type): those map to the topic's union."""
+        found: dict[str, list[type[BaseModel]]] = {}
+        for model in self.messages:
+            found.setdefault(model.model_fields["message_type"].default, []).append(model)
+        return {name: models[0] for name, models in found.items() if len(models) == 1} | {
+            name: _UNIONS[self.name] for name, models in found.items() if len(models) > 1}
 
 
 # Facts kept forever: they are the replayable record of what Shopify and Prima said.
@@ -26,6 +58,7 @@ SHOPIFY_ORDERS = TopicSpec(
     key="Shopify order id",
     description="Order webhooks (orders/create, orders/paid, orders/updated) as accepted by the "
     "ingest, normalized to ShopifyOrderReceived.",
+    messages=(ShopifyOrderReceived,),
     config=_KEEP_FOREVER,
 )
 PRIMA_COMMANDS = TopicSpec(
@@ -33,13 +66,15 @@ PRIMA_COMMANDS = TopicSpec(
     key="Shopify order id",
     description="Commands to Prima decided by the aggregates (CreateSalesOrder), relayed from "
     "the event store's notification log.",
+    messages=members_of(PrimaCommand),
     config=_KEEP_FOREVER,
 )
 PRIMA_OUTCOMES = TopicSpec(
     name="prima.outcomes.v1",
     key="Shopify order id",
-    description="What Prima answered to a command: SalesOrderCreated, SalesOrderRejected, or "
-    "SalesOrderFailed (the gateway parked the command after its retries).",
+    description="What Prima answered to a command: PrimaSalesOrderCreated, PrimaSalesOrderRejected, "
+    "or PrimaSalesOrderParked (the gateway parked the command after its retries).",
+    messages=members_of(PrimaOutcome),
     config=_KEEP_FOREVER,
 )
 ORDER_EVENTS = TopicSpec(
@@ -47,6 +82,7 @@ ORDER_EVENTS = TopicSpec(
     key="Shopify order id",
     description="Domain events of the Order aggregate, relayed in notification-log order. "
     "Published for other teams; the projections are built from it.",
+    messages=members_of(OrderEvent),
     config=_KEEP_FOREVER,
 )
 
@@ -56,6 +92,7 @@ PRIMA_INVENTORY = TopicSpec(
     description="Facts polled from Prima: PrimaStockLevel (available to sell per SKU and "
     "warehouse) and PrimaItemChanged (the item master, bundle components included). One topic "
     "so that a SKU's item and stock facts keep their order.",
+    messages=members_of(PrimaInventoryFact),
     config=_KEEP_FOREVER,
 )
 SHOPIFY_INVENTORY = TopicSpec(
@@ -63,6 +100,7 @@ SHOPIFY_INVENTORY = TopicSpec(
     key="SKU",
     description="Facts read from Shopify's catalogue: ShopifyVariantObserved (variant, product "
     "status, inventory item, available per location), from full comparisons and SKU lookups.",
+    messages=members_of(ShopifyInventoryFact),
     config=_KEEP_FOREVER,
 )
 SHOPIFY_COMMANDS = TopicSpec(
@@ -70,6 +108,7 @@ SHOPIFY_COMMANDS = TopicSpec(
     key="SKU",
     description="Commands to Shopify decided by the StockItem and CatalogItem aggregates "
     "(SetInventoryLevel, SetProductStatus), relayed from the event store's notification log.",
+    messages=members_of(ShopifyCommand),
     config=_KEEP_FOREVER,
 )
 SHOPIFY_OUTCOMES = TopicSpec(
@@ -77,6 +116,7 @@ SHOPIFY_OUTCOMES = TopicSpec(
     key="SKU",
     description="What Shopify answered to a command: InventoryLevelConfirmed/Rejected/Failed, "
     "ProductStatusSet/Rejected.",
+    messages=members_of(ShopifyOutcome),
     config=_KEEP_FOREVER,
 )
 STOCK_EVENTS = TopicSpec(
@@ -85,13 +125,36 @@ STOCK_EVENTS = TopicSpec(
     description="Domain events of the StockItem (per SKU and Shopify location) and CatalogItem "
     "(per SKU) aggregates, in notification-log order. The inventory health read model is built "
     "from it.",
+    messages=members_of(StockEvent),
+    config=_KEEP_FOREVER,
+)
+
+OPERATIONS = TopicSpec(
+    name="shopify-prima.operations.v1",
+    key="the subject: Shopify order id, SKU, run, projection or dead letter id",
+    description="Operator commands from the ops API and the CLI (ReleaseOrder, ReleaseStockLevel, "
+    "RequestFullComparison, RebuildProjection, RetryParkedCommand, RedriveDeadLetter), each handled "
+    "by the process that owns what it changes.",
+    messages=members_of(OperatorCommand),
+    config={"retention.ms": str(30 * 24 * 3600 * 1000), "min.insync.replicas": "1"},
+)
+DEAD_LETTERS = TopicSpec(
+    name="shopify-prima.dead-letters.v1",
+    key="dead letter id",
+    description="Messages a consumer group could not handle after its retries, or could not decode, "
+    "kept whole with the error (DeadLetter); DeadLetterRedriven when a re-drive succeeded.",
+    messages=members_of(DeadLetterMessage),
     config=_KEEP_FOREVER,
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS,
     PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, STOCK_EVENTS,
+    OPERATIONS, DEAD_LETTERS,
 )
+# Topics whose messages share one message_type and are told apart by event_type.
+_UNIONS: dict[str, object] = {ORDER_EVENTS.name: OrderEvent, STOCK_EVENTS.name: StockEvent}
+TOPICS: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
 
 def order_key(shopify_order_id: int | str) -> bytes:

@@ -4,10 +4,8 @@ drift; per SKU the catalogue entry (Prima item, Shopify variant); and the invent
 that need a person. Built from the stock-events topic; rebuildable from offset zero.
 
 Rows are derived from event data and event timestamps only (never the clock), so a rebuild
-gives identical rows. Each batch is applied in one transaction with the Kafka positions it
-advances to. Besides the positions, each row remembers the version of the aggregate event it
-last applied, so an event relayed twice (same event, another offset) changes nothing. Event
-types this projection does not know are counted and skipped, never fatal.
+gives identical rows. The projection base (projections/base.py) applies each batch in one
+transaction with its positions and applies each aggregate version once.
 """
 
 from __future__ import annotations
@@ -15,29 +13,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-from pydantic import TypeAdapter, ValidationError
 
-from contracts.inventory import StockEvent, StockEventType
+from contracts.inventory import events as ev
 from contracts.topics import STOCK_EVENTS
-from projections.store import Record, apply_in_order, stored_positions
-from services.metrics import PROJECTION_IGNORED, UNDECODABLE
+from projections.base import Projection, ReadModel
 
 log = logging.getLogger("shopify_prima.projections.inventory_health")
 
-NAME = "inventory_health"
-TOPIC = STOCK_EVENTS.name
-TABLES = ("readmodel.inventory_health", "readmodel.catalog_items", "readmodel.inventory_exceptions")
-LOCK_KEY = 7_310_102  # advisory lock: held by a rebuild, taken by each projector batch
-EVENT = TypeAdapter(StockEvent)
-
-STATES = ("unknown", "not_in_shopify", "exception", "pending", "in_sync", "drift")
 PUSH_KINDS = ("push_rejected", "push_failed")  # a StockItem holds one exception at a time
-EXCEPTION_KINDS = (*PUSH_KINDS, "unmapped_warehouse", "variant_without_prima_item", "product_status_refused")
+INVENTORY_HEALTH = ReadModel(
+    name="inventory_health",
+    states=("unknown", "not_in_shopify", "exception", "pending", "in_sync", "drift"),
+    exception_kinds=(*PUSH_KINDS, "unmapped_warehouse", "variant_without_prima_item", "product_status_refused"),
+)
+STATES = INVENTORY_HEALTH.states
+EXCEPTION_KINDS = INVENTORY_HEALTH.exception_kinds
 
 HEALTH_COLUMNS = (
     "sku", "location_id", "warehouse", "prima_available", "prima_reference", "source", "buffer", "buffer_rule",
@@ -62,17 +56,6 @@ def unmapped_warehouse_action(warehouse: str) -> str:
 
 def guard_action(sku: str) -> str:
     return f"create or activate the Prima item for SKU {sku}"
-
-
-def _ts(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _uuid(value: Any) -> UUID | None:
-    return None if value is None else (value if isinstance(value, UUID) else UUID(str(value)))
 
 
 def derive_state(row: dict[str, Any]) -> str:
@@ -112,7 +95,7 @@ class _Batch:
         # open exceptions of the batch's SKUs: (sku, location, kind) -> [(exception_id, warehouse)]
         self.open: dict[tuple[str, str | None, str], list[tuple[UUID, str | None]]] = {}
 
-    async def load(self, events: Sequence[StockEvent]) -> None:
+    async def load(self, events: Sequence[Any]) -> None:
         keys = {(e.sku, e.location_id) for e in events if e.location_id is not None}
         skus = {e.sku for e in events}
         if keys:
@@ -153,7 +136,7 @@ class _Batch:
 
     # -- exceptions ---------------------------------------------------------------------------
 
-    async def raise_exception(self, e: StockEvent, kind: str, reason: str, payload: dict[str, Any], action: str,
+    async def raise_exception(self, e: Any, kind: str, reason: str, payload: dict[str, Any], action: str,
                               supersedes: Iterable[str] | None = None, warehouse: str | None = None) -> None:
         """Open an exception; an open one for the same SKU, location and kind (or the kinds in
         `supersedes`) is resolved by it."""
@@ -169,7 +152,7 @@ class _Batch:
         if inserted is not None:
             self.open.setdefault((e.sku, e.location_id, kind), []).append((e.event_id, warehouse))
 
-    async def resolve(self, e: StockEvent, kinds: Iterable[str], location_id: str | None | bool = True,
+    async def resolve(self, e: Any, kinds: Iterable[str], location_id: str | None | bool = True,
                       warehouse: str | None = None) -> None:
         """Resolve the open exceptions of this SKU (and location, and warehouse if given) of these kinds."""
         location = e.location_id if location_id is True else location_id
@@ -186,18 +169,13 @@ class _Batch:
 
     # -- events -------------------------------------------------------------------------------
 
-    async def apply(self, e: StockEvent) -> bool:
+    async def apply(self, e: Any) -> bool:
         aggregate, _, name = e.event_type.partition(".")
-        if aggregate == "StockItem" and e.location_id is not None:
-            handler = STOCK_HANDLERS.get(name)
-            if handler is None:
-                return _ignored(e)
+        handler = HANDLERS[e.event_type]
+        if aggregate == "StockItem":
             key = (e.sku, e.location_id)
             row = dict(self.health.get(key) or _new_health(*key))
-            if e.aggregate_version <= row["last_event_version"]:
-                return False  # applied already (relayed twice)
-            if not await _handle(handler, self, e, row):
-                return False
+            await handler(self, e, row)
             row["drift"] = (row["shopify_level"] - row["desired"]
                             if row["shopify_level"] is not None and row["desired"] is not None else None)
             row["state"] = derive_state(row)
@@ -206,40 +184,13 @@ class _Batch:
             self.health[key] = row
             self.dirty_health.add(key)
             return True
-        if aggregate == "CatalogItem":
-            handler = CATALOG_HANDLERS.get(name)
-            if handler is None:
-                return _ignored(e)
-            row = dict(self.catalog.get(e.sku) or _new_catalog(e.sku))
-            if e.aggregate_version <= row["last_event_version"]:
-                return False
-            if not await _handle(handler, self, e, row):
-                return False
-            row["updated_at"] = e.timestamp
-            row["last_event_version"] = e.aggregate_version
-            self.catalog[e.sku] = row
-            self.dirty_catalog.add(e.sku)
-            return True
-        return _ignored(e)
-
-
-async def _handle(handler: Any, batch: _Batch, e: StockEvent, row: dict[str, Any]) -> bool:
-    """Run a handler on a copy of the row; an event whose data lacks what its type promises is
-    logged, counted as undecodable and skipped (the row stays as it was), never a crash loop."""
-    try:
-        await handler(batch, e, row, e.data)
+        row = dict(self.catalog.get(e.sku) or _new_catalog(e.sku))
+        await handler(self, e, row)
+        row["updated_at"] = e.timestamp
+        row["last_event_version"] = e.aggregate_version
+        self.catalog[e.sku] = row
+        self.dirty_catalog.add(e.sku)
         return True
-    except (KeyError, TypeError, ValueError) as exc:
-        log.error("%s event %s (%s v%s) has unusable data, skipped: %r", e.event_type, e.event_id, e.sku,
-                  e.aggregate_version, exc)
-        UNDECODABLE.labels(topic=TOPIC).inc()
-        return False
-
-
-def _ignored(e: StockEvent) -> bool:
-    log.info("ignoring %s event %s (not known to %s)", e.event_type, e.event_id, NAME)
-    PROJECTION_IGNORED.labels(projection=NAME, event_type=e.event_type[:100]).inc()
-    return False
 
 
 def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str], jsonb: set[str] = frozenset()) -> str:
@@ -252,193 +203,171 @@ def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str], jsonb: s
 # ---------------------------------------------------------------- StockItem (per SKU and location)
 
 
-async def _stock_registered(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row["warehouse"] = d.get("warehouse")
+async def _stock_registered(b: _Batch, e: ev.StockItemRegistered, row: dict) -> None:
+    row["warehouse"] = e.warehouse
     if row["warehouse"]:  # the warehouse is mapped now
         await b.resolve(e, ("unmapped_warehouse",), location_id=None, warehouse=row["warehouse"])
 
 
-async def _prima_recorded(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row.update(prima_available=d["available"], prima_reference=d.get("reference"), source=d.get("source"))
+async def _prima_recorded(b: _Batch, e: ev.PrimaAvailabilityRecorded, row: dict) -> None:
+    row.update(prima_available=e.available, prima_reference=e.reference, source=e.source)
 
 
-async def _desired_changed(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row.update(prima_available=d["prima_available"], buffer=d["buffer"], buffer_rule=d.get("buffer_rule"),
-               desired=d["desired"])
+async def _desired_changed(b: _Batch, e: ev.DesiredLevelChanged, row: dict) -> None:
+    row.update(prima_available=e.prima_available, buffer=e.buffer, buffer_rule=e.buffer_rule, desired=e.desired)
 
 
-async def _observed(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    observed_at = _ts(d["observed_at"])
-    row.update(inventory_item_id=d["inventory_item_id"], shopify_level=d["available"], shopify_level_at=observed_at,
-               last_sync_run_id=_uuid(d.get("sync_run_id")))
-    if row["pending_command_id"] is not None and row["last_push_at"] is not None and row["last_push_at"] < observed_at:
+async def _observed(b: _Batch, e: ev.ShopifyLevelObserved, row: dict) -> None:
+    row.update(inventory_item_id=e.inventory_item_id, shopify_level=e.available, shopify_level_at=e.observed_at,
+               last_sync_run_id=e.sync_run_id)
+    if row["pending_command_id"] is not None and row["last_push_at"] is not None and row["last_push_at"] < e.observed_at:
         row.update(pending_command_id=None, pending_quantity=None)  # read after the command was issued
 
 
-async def _push_requested(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    command = d["command"]
-    row.update(pending_command_id=_uuid(command["command_id"]), pending_quantity=command["quantity"],
-               last_push_at=_ts(command["issued_at"]), last_push_quantity=command["quantity"],
-               pushes=row["pushes"] + 1)
+async def _push_requested(b: _Batch, e: ev.PushRequested, row: dict) -> None:
+    command = e.command
+    row.update(pending_command_id=command.command_id, pending_quantity=command.quantity,
+               last_push_at=command.issued_at, last_push_quantity=command.quantity, pushes=row["pushes"] + 1)
     if row["inventory_item_id"] is None:
-        row["inventory_item_id"] = command.get("inventory_item_id")
+        row["inventory_item_id"] = command.inventory_item_id
 
 
-async def _push_confirmed(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    occurred_at = _ts(d["occurred_at"])
-    if row["shopify_level_at"] is None or occurred_at >= row["shopify_level_at"]:
-        row.update(shopify_level=d["quantity"], shopify_level_at=occurred_at)
-    if row["pending_command_id"] is not None and row["pending_command_id"] == _uuid(d["command_id"]):
+async def _push_confirmed(b: _Batch, e: ev.PushConfirmed, row: dict) -> None:
+    if row["shopify_level_at"] is None or e.occurred_at >= row["shopify_level_at"]:
+        row.update(shopify_level=e.quantity, shopify_level_at=e.occurred_at)
+    if row["pending_command_id"] is not None and row["pending_command_id"] == e.command_id:
         row.update(pending_command_id=None, pending_quantity=None)
-    if row["last_confirmed_at"] is None or occurred_at > row["last_confirmed_at"]:
-        row["last_confirmed_at"] = occurred_at
+    if row["last_confirmed_at"] is None or e.occurred_at > row["last_confirmed_at"]:
+        row["last_confirmed_at"] = e.occurred_at
     row.update(exception_kind=None, exception_reason=None)
     await b.resolve(e, PUSH_KINDS)
 
 
-async def _push_rejected(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _push_rejected(b: _Batch, e: ev.PushRejected, row: dict) -> None:
     level = f" {row['pending_quantity']}" if row["pending_quantity"] is not None else ""
-    reason = f"Shopify rejected the level{level}: {d.get('code')}: {d.get('reason')}"
+    reason = f"Shopify rejected the level{level}: {e.code}: {e.reason}"
     await _push_exception(b, e, row, "push_rejected", reason,
-                          {"command_id": d["command_id"], "code": d.get("code"), "reason": d.get("reason")})
+                          {"command_id": str(e.command_id), "code": e.code, "reason": e.reason})
 
 
-async def _push_failed(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    reason = f"the Shopify gateway gave up after {d.get('attempts')} attempts: {d.get('reason')}"
+async def _push_failed(b: _Batch, e: ev.PushFailed, row: dict) -> None:
+    reason = f"the Shopify gateway gave up after {e.attempts} attempts: {e.reason}"
     await _push_exception(b, e, row, "push_failed", reason,
-                          {"command_id": d["command_id"], "attempts": d.get("attempts"), "reason": d.get("reason")})
+                          {"command_id": str(e.command_id), "attempts": e.attempts, "reason": e.reason})
 
 
-async def _push_exception(b: _Batch, e: StockEvent, row: dict, kind: str, reason: str, payload: dict) -> None:
+async def _push_exception(b: _Batch, e: Any, row: dict, kind: str, reason: str, payload: dict) -> None:
     payload = {**payload, "quantity": row["pending_quantity"], "desired": row["desired"],
                "shopify_level": row["shopify_level"], "inventory_item_id": row["inventory_item_id"]}
     row.update(pending_command_id=None, pending_quantity=None, exception_kind=kind, exception_reason=reason)
     await b.raise_exception(e, kind, reason, payload, release_action(e.sku, e.location_id), supersedes=PUSH_KINDS)
 
 
-async def _push_released(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _push_released(b: _Batch, e: ev.PushReleased, row: dict) -> None:
     row.update(exception_kind=None, exception_reason=None)
     await b.resolve(e, PUSH_KINDS)
-
-
-STOCK_HANDLERS = {
-    "Registered": _stock_registered,
-    "PrimaAvailabilityRecorded": _prima_recorded,
-    "DesiredLevelChanged": _desired_changed,
-    "ShopifyLevelObserved": _observed,
-    "PushRequested": _push_requested,
-    "PushConfirmed": _push_confirmed,
-    "PushRejected": _push_rejected,
-    "PushFailed": _push_failed,
-    "PushReleased": _push_released,
-}
 
 
 # ------------------------------------------------------------------------ CatalogItem (per SKU)
 
 
-async def _catalog_registered(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _catalog_registered(b: _Batch, e: ev.CatalogItemRegistered, row: dict) -> None:
     pass
 
 
-async def _item_recorded(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row.update(item_id=d["item_id"], item_type=d["item_type"], active=d["active"],
-               components=dict(d.get("components") or {}), prima_updated_at=_ts(d.get("updated_at")))
+async def _item_recorded(b: _Batch, e: ev.PrimaItemRecorded, row: dict) -> None:
+    row.update(item_id=e.item_id, item_type=e.item_type, active=e.active, components=dict(e.components),
+               prima_updated_at=e.updated_at)
 
 
-async def _variant_recorded(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row.update(variant_id=d["variant_id"], product_id=d["product_id"], product_status=d["product_status"],
-               inventory_item_id=d.get("inventory_item_id"), variant_observed_at=_ts(d.get("observed_at")))
+async def _variant_recorded(b: _Batch, e: ev.ShopifyVariantRecorded, row: dict) -> None:
+    row.update(variant_id=e.variant_id, product_id=e.product_id, product_status=e.product_status,
+               inventory_item_id=e.inventory_item_id, variant_observed_at=e.observed_at)
 
 
-async def _unmapped_warehouse(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    warehouse = d["warehouse"]
-    reason = (f"Prima has {d.get('available')} of {e.sku} available in warehouse {warehouse}, "
+async def _unmapped_warehouse(b: _Batch, e: ev.UnmappedWarehouseFound, row: dict) -> None:
+    reason = (f"Prima has {e.available} of {e.sku} available in warehouse {e.warehouse}, "
               "which no Shopify location is mapped to")
     await b.raise_exception(e, "unmapped_warehouse", reason,
-                            {"warehouse": warehouse, "available": d.get("available"), "change_id": d.get("change_id")},
-                            unmapped_warehouse_action(warehouse), warehouse=warehouse)
+                            {"warehouse": e.warehouse, "available": e.available, "change_id": e.change_id},
+                            unmapped_warehouse_action(e.warehouse), warehouse=e.warehouse)
 
 
-async def _guard_raised(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    row["guard_reason"] = d["reason"]
-    reason = f"Shopify sells {e.sku} (variant {d.get('variant_id')}) but {d['reason']}"
+async def _guard_raised(b: _Batch, e: ev.VariantWithoutPrimaItem, row: dict) -> None:
+    row["guard_reason"] = e.reason
+    reason = f"Shopify sells {e.sku} (variant {e.variant_id}) but {e.reason}"
     await b.raise_exception(e, "variant_without_prima_item", reason,
-                            {"reason": d["reason"], "product_id": d.get("product_id"),
-                             "variant_id": d.get("variant_id")},
+                            {"reason": e.reason, "product_id": e.product_id, "variant_id": e.variant_id},
                             guard_action(e.sku))
 
 
-async def _guard_cleared(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _guard_cleared(b: _Batch, e: ev.VariantGuardCleared, row: dict) -> None:
     row["guard_reason"] = None
     await b.resolve(e, ("variant_without_prima_item",))
 
 
-async def _status_requested(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
-    command = d["command"]
-    row.update(status_requested=command["status"], status_command_id=_uuid(command["command_id"]))
+async def _status_requested(b: _Batch, e: ev.ProductStatusRequested, row: dict) -> None:
+    row.update(status_requested=e.command.status, status_command_id=e.command.command_id)
 
 
-async def _status_confirmed(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _status_confirmed(b: _Batch, e: ev.ProductStatusConfirmed, row: dict) -> None:
     if row["variant_id"] is not None:
-        row["product_status"] = d["status"]
-    if row["status_command_id"] == _uuid(d["command_id"]):
+        row["product_status"] = e.status
+    if row["status_command_id"] == e.command_id:
         row.update(status_requested=None)
     await b.resolve(e, ("product_status_refused",))
 
 
-async def _status_refused(b: _Batch, e: StockEvent, row: dict, d: dict) -> None:
+async def _status_refused(b: _Batch, e: ev.ProductStatusRefused, row: dict) -> None:
     status = row["status_requested"]
-    if row["status_command_id"] == _uuid(d["command_id"]):
+    if row["status_command_id"] == e.command_id:
         row.update(status_requested=None)
-    reason = f"Shopify refused to set product {row['product_id']} to {status}: {d.get('reason')}"
+    reason = f"Shopify refused to set product {row['product_id']} to {status}: {e.reason}"
     await b.raise_exception(e, "product_status_refused", reason,
-                            {"command_id": d["command_id"], "product_id": row["product_id"], "status": status,
-                             "reason": d.get("reason")},
-                            f"set product {row['product_id']} to {status} in Shopify's admin, "
-                            f"or fix: {d.get('reason')}")
+                            {"command_id": str(e.command_id), "product_id": row["product_id"], "status": status,
+                             "reason": e.reason},
+                            f"set product {row['product_id']} to {status} in Shopify's admin, or fix: {e.reason}")
 
 
-CATALOG_HANDLERS = {
-    "Registered": _catalog_registered,
-    "PrimaItemRecorded": _item_recorded,
-    "ShopifyVariantRecorded": _variant_recorded,
-    "UnmappedWarehouseFound": _unmapped_warehouse,
-    "VariantWithoutPrimaItem": _guard_raised,
-    "VariantGuardCleared": _guard_cleared,
-    "ProductStatusRequested": _status_requested,
-    "ProductStatusConfirmed": _status_confirmed,
-    "ProductStatusRefused": _status_refused,
+HANDLERS = {
+    "StockItem.Registered": _stock_registered,
+    "StockItem.PrimaAvailabilityRecorded": _prima_recorded,
+    "StockItem.DesiredLevelChanged": _desired_changed,
+    "StockItem.ShopifyLevelObserved": _observed,
+    "StockItem.PushRequested": _push_requested,
+    "StockItem.PushConfirmed": _push_confirmed,
+    "StockItem.PushRejected": _push_rejected,
+    "StockItem.PushFailed": _push_failed,
+    "StockItem.PushReleased": _push_released,
+    "CatalogItem.Registered": _catalog_registered,
+    "CatalogItem.PrimaItemRecorded": _item_recorded,
+    "CatalogItem.ShopifyVariantRecorded": _variant_recorded,
+    "CatalogItem.UnmappedWarehouseFound": _unmapped_warehouse,
+    "CatalogItem.VariantWithoutPrimaItem": _guard_raised,
+    "CatalogItem.VariantGuardCleared": _guard_cleared,
+    "CatalogItem.ProductStatusRequested": _status_requested,
+    "CatalogItem.ProductStatusConfirmed": _status_confirmed,
+    "CatalogItem.ProductStatusRefused": _status_refused,
 }
 
 
 # ------------------------------------------------------------------------------ the projection
 
 
-KNOWN_TYPES = frozenset(get_args(StockEventType))
+class InventoryHealthProjection(Projection):
+    read_model = INVENTORY_HEALTH
+    topic = STOCK_EVENTS
+    accepts = (ev.StockEvent,)
+    tables = ("readmodel.inventory_health", "readmodel.catalog_items", "readmodel.inventory_exceptions")
+
+    async def apply(self, conn: asyncpg.Connection, messages: Sequence[Any]) -> None:
+        await apply_events(conn, messages)
+
+    async def counts(self, db: asyncpg.Pool | asyncpg.Connection) -> tuple[dict[str, int], dict[str, int]]:
+        return await health_counts(db), await exception_counts(db)
 
 
-def decode(value: bytes, partition: int | None = None, offset: int | None = None) -> StockEvent | None:
-    """The event, or None: an event type this projection does not know is counted and skipped,
-    an undecodable message logged (with its position), counted and skipped."""
-    try:
-        return EVENT.validate_json(value)
-    except ValidationError as exc:
-        try:
-            raw = json.loads(value)
-        except ValueError:
-            raw = None
-        event_type = raw.get("event_type") if isinstance(raw, dict) else None
-        if isinstance(raw, dict) and raw.get("message_type") == "StockEvent" and event_type not in KNOWN_TYPES:
-            log.info("ignoring event type %r at %s partition %s offset %s", event_type, TOPIC, partition, offset)
-            PROJECTION_IGNORED.labels(projection=NAME, event_type=str(event_type)[:100]).inc()
-            return None
-        log.error("undecodable message on %s partition %s offset %s skipped: %s", TOPIC, partition, offset, exc)
-        UNDECODABLE.labels(topic=TOPIC).inc()
-        return None
-
-
-async def apply_events(conn: asyncpg.Connection, events: Sequence[StockEvent]) -> int:
+async def apply_events(conn: asyncpg.Connection, events: Sequence[Any]) -> int:
     """Apply events in order (inside the caller's transaction); returns how many changed rows."""
     batch = _Batch(conn)
     await batch.load(events)
@@ -447,29 +376,6 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[StockEvent]) -
         applied += await batch.apply(e)
     await batch.flush()
     return applied
-
-
-async def positions(conn: asyncpg.Connection) -> dict[int, int]:
-    return await stored_positions(conn, NAME, TOPIC)
-
-
-async def apply_batch(
-    conn: asyncpg.Connection, records: Sequence[Record], expected: dict[int, int] | None
-) -> bool:
-    """Apply (partition, offset, value) records and advance the positions (store.apply_in_order).
-    Undecodable records are counted, logged and skipped; their positions advance."""
-
-    async def apply(conn: asyncpg.Connection, fresh: list[Record]) -> None:
-        events = [decode(value, partition, offset) for partition, offset, value in fresh]
-        await apply_events(conn, [e for e in events if e is not None])
-
-    return await apply_in_order(conn, NAME, TOPIC, LOCK_KEY, records, expected, apply)
-
-
-async def reset(conn: asyncpg.Connection) -> None:
-    """Empty the read model and its positions (inside the caller's transaction)."""
-    await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-    await conn.execute("DELETE FROM readmodel.positions WHERE projection = $1", NAME)
 
 
 async def health_counts(db: asyncpg.Connection | asyncpg.Pool, sku_like: str | None = None) -> dict[str, int]:

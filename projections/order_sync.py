@@ -2,8 +2,8 @@
 exceptions that need a person. Built from the order-events topic; rebuildable from offset zero.
 
 Rows are derived from event data and event timestamps only (never the clock), so a rebuild
-gives identical rows. Each batch is applied in one transaction with the Kafka positions it
-advances to: a row is never applied twice, and the position never runs ahead of the rows.
+gives identical rows. The projection base (projections/base.py) applies each batch in one
+transaction with its positions and applies each aggregate version once.
 """
 
 from __future__ import annotations
@@ -13,21 +13,40 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from pydantic import TypeAdapter
 
-from contracts.events import OrderEvent
+from contracts.orders.events import OrderEvent
 from contracts.topics import ORDER_EVENTS
-from projections.store import Record, apply_in_order, stored_positions
+from domain.orders.domainmodel import OrderState, QuarantineReason
+from projections.base import Projection, ReadModel
 
-NAME = "order_sync"
-TOPIC = ORDER_EVENTS.name
-TABLES = ("readmodel.order_sync", "readmodel.exceptions")
-LOCK_KEY = 7_310_101  # advisory lock: held by a rebuild, taken by each projector batch
-EVENT = TypeAdapter(OrderEvent)
+ORDER_SYNC = ReadModel(
+    name="order_sync",
+    states=tuple(str(s) for s in OrderState),
+    exception_kinds=(*(str(r) for r in QuarantineReason), "prima_rejected", "command_parked"),
+)
 
 
 def release_action(shopify_order_id: int) -> str:
     return f"shopify-prima orders release {shopify_order_id}"
+
+
+class OrderSyncProjection(Projection):
+    read_model = ORDER_SYNC
+    topic = ORDER_EVENTS
+    accepts = (OrderEvent,)
+    tables = ("readmodel.order_sync", "readmodel.exceptions")
+
+    async def apply(self, conn: asyncpg.Connection, messages: Sequence[Any]) -> None:
+        for e in messages:
+            await apply_event(conn, e)
+
+    async def counts(self, db: asyncpg.Pool | asyncpg.Connection) -> tuple[dict[str, int], dict[str, int]]:
+        states, kinds = await super().counts(db)
+        states.update({r["state"]: r["n"] for r in await db.fetch(
+            "SELECT state, count(*) AS n FROM readmodel.order_sync GROUP BY state")})
+        kinds.update({r["kind"]: r["n"] for r in await db.fetch(
+            "SELECT kind, count(*) AS n FROM readmodel.exceptions WHERE status = 'open' GROUP BY kind")})
+        return states, kinds
 
 
 async def _raise_exception(conn: asyncpg.Connection, e: Any, kind: str, reason: str, payload: dict) -> None:
@@ -38,13 +57,15 @@ async def _raise_exception(conn: asyncpg.Connection, e: Any, kind: str, reason: 
            SELECT $1, $2, o.order_name, $3, $4, $5::jsonb, $6, 'open', $7
            FROM (SELECT $2::bigint AS id) k LEFT JOIN readmodel.order_sync o ON o.shopify_order_id = k.id
            ON CONFLICT (exception_id) DO NOTHING""",
-        e.event_id, e.shopify_order_id, kind, reason, json.dumps(payload, default=str), release_action(e.shopify_order_id), e.timestamp,
+        e.event_id, e.shopify_order_id, kind, reason, json.dumps(payload, default=str),
+        release_action(e.shopify_order_id), e.timestamp,
     )
 
 
 async def _resolve_open(conn: asyncpg.Connection, e: Any) -> None:
     await conn.execute(
-        "UPDATE readmodel.exceptions SET status = 'resolved', resolved_at = $2 WHERE shopify_order_id = $1 AND status = 'open'",
+        "UPDATE readmodel.exceptions SET status = 'resolved', resolved_at = $2 "
+        "WHERE shopify_order_id = $1 AND status = 'open'",
         e.shopify_order_id, e.timestamp,
     )
 
@@ -53,8 +74,8 @@ async def _set(conn: asyncpg.Connection, e: Any, **columns: Any) -> None:
     names = list(columns)
     assignments = ", ".join(f"{name} = ${i + 4}" for i, name in enumerate(names))
     await conn.execute(
-        f"UPDATE readmodel.order_sync SET last_event_at = $2, last_event_version = $3{', ' if names else ''}{assignments} "
-        "WHERE shopify_order_id = $1",
+        f"UPDATE readmodel.order_sync SET last_event_at = $2, last_event_version = $3"
+        f"{', ' if names else ''}{assignments} WHERE shopify_order_id = $1",
         e.shopify_order_id, e.timestamp, e.aggregate_version, *columns.values(),
     )
 
@@ -68,59 +89,32 @@ async def apply_event(conn: asyncpg.Connection, e: Any) -> None:
                total_price, total_tax, first_received_at, shopify_updated_at, last_event_at, last_event_version)
                VALUES ($1, $2, 'received', $3, $4, $5, $6, $7, $8, $9, $10)
                ON CONFLICT (shopify_order_id) DO NOTHING""",
-            e.shopify_order_id, e.order_name, o.financial_status, o.currency, o.total_price.amount, o.total_tax.amount,
-            e.received_at, o.updated_at, e.timestamp, e.aggregate_version,
+            e.shopify_order_id, e.order_name, o.financial_status, o.currency, o.total_price.amount,
+            o.total_tax.amount, e.received_at, o.updated_at, e.timestamp, e.aggregate_version,
         )
     elif t == "OrderUpdated":
         o = e.order
         await _set(conn, e, order_name=o.name, financial_status=o.financial_status, total_price=o.total_price.amount,
                    total_tax=o.total_tax.amount, shopify_updated_at=o.updated_at)
     elif t == "OrderAwaitingPayment":
-        await _set(conn, e, state="awaiting_payment")
+        await _set(conn, e, state=OrderState.AWAITING_PAYMENT.value)
     elif t == "OrderQuarantined":
-        await _set(conn, e, state="quarantined")
+        await _set(conn, e, state=OrderState.QUARANTINED.value)
         await _raise_exception(conn, e, e.reason, e.detail, {"unmapped_skus": e.unmapped_skus})
     elif t == "SalesOrderRequested":
-        await _set(conn, e, state="sent", sent_at=e.timestamp, command_id=e.command.command_id)
+        await _set(conn, e, state=OrderState.SENT.value, sent_at=e.timestamp, command_id=e.command.command_id)
         await _resolve_open(conn, e)
     elif t == "SalesOrderCreated":
-        await _set(conn, e, state="in_prima", prima_sales_order_number=e.sales_order_number, in_prima_at=e.timestamp)
+        await _set(conn, e, state=OrderState.IN_PRIMA.value, prima_sales_order_number=e.sales_order_number,
+                   in_prima_at=e.timestamp)
         await _resolve_open(conn, e)
     elif t == "SalesOrderRejected":
-        await _set(conn, e, state="failed")
+        await _set(conn, e, state=OrderState.FAILED.value)
         await _raise_exception(conn, e, "prima_rejected", f"{e.code}: {e.reason}",
                                {"command_id": str(e.command_id), "status_code": e.status_code})
-    elif t == "SalesOrderFailed":
-        await _set(conn, e, state="failed")
-        await _raise_exception(conn, e, "command_parked", e.reason, {"command_id": str(e.command_id), "attempts": e.attempts})
+    elif t == "SalesOrderParked":
+        await _set(conn, e, state=OrderState.FAILED.value)
+        await _raise_exception(conn, e, "command_parked", e.reason,
+                               {"command_id": str(e.command_id), "attempts": e.attempts})
     elif t == "OrderReleased":
         await _set(conn, e)
-
-
-async def positions(conn: asyncpg.Connection) -> dict[int, int]:
-    return await stored_positions(conn, NAME, TOPIC)
-
-
-async def apply_batch(
-    conn: asyncpg.Connection, records: Sequence[Record], expected: dict[int, int] | None
-) -> bool:
-    """Apply (partition, offset, value) records and advance the positions (store.apply_in_order)."""
-
-    async def apply(conn: asyncpg.Connection, fresh: list[Record]) -> None:
-        for _, _, value in fresh:
-            await apply_event(conn, EVENT.validate_json(value))
-
-    return await apply_in_order(conn, NAME, TOPIC, LOCK_KEY, records, expected, apply)
-
-
-async def reset(conn: asyncpg.Connection) -> None:
-    """Empty the read model and its positions (inside the caller's transaction)."""
-    await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-    await conn.execute("DELETE FROM readmodel.positions WHERE projection = $1", NAME)
-
-
-async def state_counts(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[dict[str, int], dict[str, int]]:
-    states = {r["state"]: r["n"] for r in await conn.fetch("SELECT state, count(*) AS n FROM readmodel.order_sync GROUP BY state")}
-    kinds = {r["kind"]: r["n"] for r in await conn.fetch(
-        "SELECT kind, count(*) AS n FROM readmodel.exceptions WHERE status = 'open' GROUP BY kind")}
-    return states, kinds

@@ -1,5 +1,8 @@
 """Fixtures for the real parts: PostgreSQL and Kafka (testcontainers where Docker runs, else the
-local services `make test` starts), and the running stack for end-to-end tests."""
+local services `make test` starts), and the running stack for end-to-end tests.
+
+Tests live with their flow (tests/<flow>/unit|integration|e2e, the sandboxes' own in
+tests/sandboxes/); the folder gives each test its marker, so `pytest -m unit` runs the fast ones."""
 
 from __future__ import annotations
 
@@ -16,7 +19,19 @@ import httpx
 import pytest
 import uvicorn
 
-from services.config import Settings, use_env_file
+from services.platform.settings import Settings, use_env_file
+
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by its folder (unit, integration, e2e)."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        for kind in KINDS:
+            if kind in parts:
+                item.add_marker(getattr(pytest.mark, kind))
 
 
 def _docker_available() -> bool:
@@ -97,3 +112,10 @@ def serve_app() -> Callable[..., contextlib.AbstractContextManager[str]]:
     """`with serve_app(app, "the Prima sandbox") as base_url:` serves an ASGI app with uvicorn
     on a free loopback port in a thread, for as long as the block runs."""
     return _serving
+
+
+@pytest.fixture(scope="session")
+def ops_headers(settings: Settings) -> dict[str, str]:
+    """The ops API's bearer token, as the local stack sets it (deploy/local/stack.env)."""
+    assert settings.ops_api_token is not None, "SHOPIFY_PRIMA_OPS_API_TOKEN is set in deploy/local/stack.env"
+    return {"Authorization": f"Bearer {settings.ops_api_token.get_secret_value()}"}

@@ -31,16 +31,16 @@ STOP_GRACE="${SERVICES_STOP_GRACE:-15}"
 PROCESS_TABLE="
 prima_sandbox    sandboxes.prima          SHOPIFY_PRIMA_PRIMA_SANDBOX_PORT          8090 /health
 shopify_sandbox  sandboxes.shopify        SHOPIFY_PRIMA_SHOPIFY_SANDBOX_PORT        8091 /health
-order_decider    services.order_decider   SHOPIFY_PRIMA_ORDER_DECIDER_METRICS_PORT  9101 /metrics
-outbox_relay     services.outbox_relay    SHOPIFY_PRIMA_OUTBOX_RELAY_METRICS_PORT   9102 /metrics
-prima_gateway    services.prima_gateway   SHOPIFY_PRIMA_PRIMA_GATEWAY_METRICS_PORT  9103 /metrics
-projector        services.projector       SHOPIFY_PRIMA_PROJECTOR_METRICS_PORT      9104 /metrics
-stock_decider    services.stock_decider   SHOPIFY_PRIMA_STOCK_DECIDER_METRICS_PORT  9105 /metrics
-shopify_gateway  services.shopify_gateway SHOPIFY_PRIMA_SHOPIFY_GATEWAY_METRICS_PORT 9106 /metrics
-prima_ingest     services.prima_ingest    SHOPIFY_PRIMA_PRIMA_INGEST_METRICS_PORT   9107 /metrics
-catalog_reader   services.catalog_reader  SHOPIFY_PRIMA_CATALOG_READER_METRICS_PORT 9108 /metrics
-shopify_ingest   services.shopify_ingest  SHOPIFY_PRIMA_INGEST_PORT                 8081 /health
-ops_api          services.ops_api         SHOPIFY_PRIMA_OPS_API_PORT                8080 /health
+order_decider    services.orders.decider         SHOPIFY_PRIMA_ORDER_DECIDER_METRICS_PORT   9101 /metrics
+outbox_relay     services.outbox_relay           SHOPIFY_PRIMA_OUTBOX_RELAY_METRICS_PORT    9102 /metrics
+prima_gateway    services.prima.gateway          SHOPIFY_PRIMA_PRIMA_GATEWAY_METRICS_PORT   9103 /metrics
+projector        services.projector              SHOPIFY_PRIMA_PROJECTOR_METRICS_PORT       9104 /metrics
+stock_decider    services.inventory.decider      SHOPIFY_PRIMA_STOCK_DECIDER_METRICS_PORT   9105 /metrics
+shopify_gateway  services.shopify.gateway        SHOPIFY_PRIMA_SHOPIFY_GATEWAY_METRICS_PORT 9106 /metrics
+prima_ingest     services.prima.poller           SHOPIFY_PRIMA_PRIMA_INGEST_METRICS_PORT    9107 /metrics
+catalog_reader   services.shopify.catalog_reader SHOPIFY_PRIMA_CATALOG_READER_METRICS_PORT  9108 /metrics
+shopify_ingest   services.shopify.ingest         SHOPIFY_PRIMA_INGEST_PORT                  8081 /health
+ops_api          services.ops.api                SHOPIFY_PRIMA_OPS_API_PORT                 8080 /health
 "
 
 declare -A MODULE PORT CHECK

@@ -10,8 +10,8 @@ Shopify variant that sells it. It raises the publishing guard's exception when a
 variant has no active Prima item (and, if configured, asks for the product to be set to DRAFT),
 and the exception for stock in a warehouse that no Shopify location is mapped to.
 
-Commands (SetInventoryLevel, SetProductStatus) are recorded as events and leave through the
-notification log. Event attributes are plain JSON values.
+Commands (an InventoryPush, a ProductStatusChange) are recorded in events and leave through the
+notification log. Events carry the domain's own values (domain/inventory/values.py).
 """
 
 from __future__ import annotations
@@ -22,19 +22,21 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from contracts.inventory import (
-    InventoryLevelConfirmed,
-    InventoryLevelFailed,
-    InventoryLevelRejected,
-    PrimaItemChanged,
-    ProductStatusRejected,
-    ProductStatusSet,
-    SetInventoryLevel,
-    SetProductStatus,
-    ShopifyOutcome,
-    ShopifyVariantObserved,
-)
+from domain.catalog.items import ItemType, PrimaItem, is_sellable, why_not_sellable
 from domain.inventory.buffer import BufferRules, desired_level
+from domain.inventory.values import (
+    InventoryPush,
+    ItemReported,
+    ProductStatusApplied,
+    ProductStatusChange,
+    PushConfirmedByShopify,
+    PushException,
+    PushOutcome,
+    PushParkedByGateway,
+    PushRejectedByShopify,
+    StatusOutcome,
+    VariantSeen,
+)
 
 STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/stock-items")
 CATALOG_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/catalog-items")
@@ -69,9 +71,9 @@ class StockItem(Aggregate):
         self.inventory_item_id: str | None = None
         self.shopify_level: int | None = None
         self.shopify_level_at: datetime | None = None
-        self.pending: dict[str, Any] | None = None  # the SetInventoryLevel awaiting its outcome
+        self.pending: InventoryPush | None = None  # the push awaiting its outcome
         self.pushes = 0
-        self.exception: dict[str, Any] | None = None
+        self.exception: PushException | None = None
 
     # -- events -------------------------------------------------------------------------------
 
@@ -90,38 +92,38 @@ class StockItem(Aggregate):
 
     @event("ShopifyLevelObserved")
     def _observed(self, inventory_item_id: str, available: int, observed_at: datetime,
-                  sync_run_id: str | None) -> None:
+                  sync_run_id: UUID | None) -> None:
         self.inventory_item_id = inventory_item_id
         self.shopify_level = available
         self.shopify_level_at = observed_at
-        if self.pending is not None and datetime.fromisoformat(self.pending["issued_at"]) < observed_at:
+        if self.pending is not None and self.pending.issued_at < observed_at:
             self.pending = None  # read after the command was issued: decide again from what is there
 
     @event("PushRequested")
-    def _push_requested(self, command: dict[str, Any], desired: int, shopify_level: int | None) -> None:
+    def _push_requested(self, command: InventoryPush, desired: int, shopify_level: int | None) -> None:
         self.pending = command
         self.pushes += 1
 
     @event("PushConfirmed")
-    def _push_confirmed(self, command_id: str, quantity: int, previous_quantity: int | None,
+    def _push_confirmed(self, command_id: UUID, quantity: int, previous_quantity: int | None,
                         stale_retries: int, occurred_at: datetime) -> None:
         if self.shopify_level_at is None or occurred_at >= self.shopify_level_at:
             self.shopify_level = quantity
             self.shopify_level_at = occurred_at
-        if self.pending is not None and self.pending["command_id"] == command_id:
+        if self.pending is not None and self.pending.command_id == command_id:
             self.pending = None
         self.exception = None
 
     @event("PushRejected")
-    def _push_rejected(self, command_id: str, code: str, reason: str) -> None:
+    def _push_rejected(self, command_id: UUID, code: str, reason: str) -> None:
         self.pending = None
-        self.exception = {"kind": "push_rejected", "code": code, "reason": reason, "command_id": command_id}
+        self.exception = PushException(kind="push_rejected", code=code, reason=reason, command_id=command_id)
 
     @event("PushFailed")
-    def _push_failed(self, command_id: str, attempts: int, reason: str) -> None:
+    def _push_failed(self, command_id: UUID, attempts: int, reason: str) -> None:
         self.pending = None
-        self.exception = {"kind": "push_failed", "code": "gateway_gave_up", "reason": reason,
-                          "command_id": command_id}
+        self.exception = PushException(kind="push_failed", code="gateway_gave_up", reason=reason,
+                                       command_id=command_id)
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -157,28 +159,28 @@ class StockItem(Aggregate):
             # the buffer is still re-checked (a peak window may have opened)
             return self._decide(rules, now, "full_comparison")
         self._observed(inventory_item_id=inventory_item_id, available=available, observed_at=observed_at,
-                       sync_run_id=str(sync_run_id) if sync_run_id else None)
+                       sync_run_id=sync_run_id)
         self._decide(rules, now, "full_comparison")
         return True
 
-    def record_outcome(self, outcome: ShopifyOutcome) -> bool:
-        if isinstance(outcome, InventoryLevelConfirmed):
-            self._push_confirmed(command_id=str(outcome.command_id), quantity=outcome.quantity,
+    def record_outcome(self, outcome: PushOutcome) -> bool:
+        if isinstance(outcome, PushConfirmedByShopify):
+            self._push_confirmed(command_id=outcome.command_id, quantity=outcome.quantity,
                                  previous_quantity=outcome.previous_quantity,
                                  stale_retries=outcome.stale_retries, occurred_at=outcome.occurred_at)
             return True
-        if self.pending is None or self.pending["command_id"] != str(outcome.command_id):
+        if self.pending is None or self.pending.command_id != outcome.command_id:
             return False  # a superseded command's failure: the newer command decides
-        if isinstance(outcome, InventoryLevelRejected):
-            self._push_rejected(command_id=str(outcome.command_id), code=outcome.code, reason=outcome.reason)
+        if isinstance(outcome, PushRejectedByShopify):
+            self._push_rejected(command_id=outcome.command_id, code=outcome.code, reason=outcome.reason)
             return True
-        if isinstance(outcome, InventoryLevelFailed):
-            self._push_failed(command_id=str(outcome.command_id), attempts=outcome.attempts, reason=outcome.reason)
+        if isinstance(outcome, PushParkedByGateway):
+            self._push_failed(command_id=outcome.command_id, attempts=outcome.attempts, reason=outcome.reason)
             return True
         return False
 
     @event("PushReleased")
-    def _released(self, released_by: str, previous: dict[str, Any]) -> None:
+    def _released(self, released_by: str, previous: PushException) -> None:
         self.exception = None
 
     def release(self, released_by: str, rules: BufferRules, now: datetime) -> bool:
@@ -205,9 +207,9 @@ class StockItem(Aggregate):
             return False  # not sold in Shopify here yet / waiting for a person
         if desired == self.shopify_level:
             return False  # push only what changed
-        if self.pending is not None and self.pending["quantity"] == desired:
+        if self.pending is not None and self.pending.quantity == desired:
             return False  # already asked for
-        command = SetInventoryLevel(
+        command = InventoryPush(
             command_id=uuid5(self.id, f"set-inventory-level/{self.pushes + 1}"),
             sku=self.sku,
             inventory_item_id=self.inventory_item_id,
@@ -218,8 +220,7 @@ class StockItem(Aggregate):
             issued_at=now,
             origin=origin,
         )
-        self._push_requested(command=command.model_dump(mode="json"), desired=desired,
-                             shopify_level=self.shopify_level)
+        self._push_requested(command=command, desired=desired, shopify_level=self.shopify_level)
         return True
 
 
@@ -236,7 +237,7 @@ class CatalogItem(Aggregate):
         self.unmapped_warehouses: list[str] = []
         self.guard: dict[str, Any] | None = None  # open publishing-guard exception
         self.drafted_by_us = False
-        self.status_command: dict[str, Any] | None = None
+        self.status_command: ProductStatusChange | None = None
         self.status_commands = 0
 
     @event("PrimaItemRecorded")
@@ -264,21 +265,21 @@ class CatalogItem(Aggregate):
         self.guard = None
 
     @event("ProductStatusRequested")
-    def _status_requested(self, command: dict[str, Any]) -> None:
+    def _status_requested(self, command: ProductStatusChange) -> None:
         self.status_command = command
         self.status_commands += 1
-        if command["status"] == "DRAFT":
+        if command.status == "DRAFT":
             self.drafted_by_us = True
 
     @event("ProductStatusConfirmed")
-    def _status_confirmed(self, command_id: str, status: str, occurred_at: datetime) -> None:
+    def _status_confirmed(self, command_id: UUID, status: str, occurred_at: datetime) -> None:
         if self.variant is not None:
             self.variant = {**self.variant, "product_status": status}
         if status == "ACTIVE":
             self.drafted_by_us = False  # back as it was: a later DRAFT is the merchant's
 
     @event("ProductStatusRefused")
-    def _status_refused(self, command_id: str, reason: str) -> None:
+    def _status_refused(self, command_id: UUID, reason: str) -> None:
         pass
 
     # -- decisions ----------------------------------------------------------------------------
@@ -289,22 +290,23 @@ class CatalogItem(Aggregate):
 
     @property
     def is_bundle(self) -> bool:
-        return bool(self.item and self.item["item_type"] == "bundle")
+        return bool(self.item and self.item["item_type"] == ItemType.BUNDLE)
 
-    def record_prima_item(self, fact: PrimaItemChanged, draft_unpublished: bool, now: datetime) -> bool:
-        components = {c.sku: c.quantity for c in fact.components}
+    def record_prima_item(self, fact: ItemReported, draft_unpublished: bool, now: datetime) -> bool:
+        item = fact.item
+        components = {c.sku: c.quantity for c in item.components}
         if self.item is not None and datetime.fromisoformat(self.item["updated_at"]) >= fact.updated_at:
             return False
         current = self.item
         if current and (current["item_id"], current["item_type"], current["active"], current["components"]) == (
-                fact.item_id, fact.item_type, fact.active, components):
+                item.item_id, str(item.item_type), item.active, components):
             return False
-        self._item_recorded(item_id=fact.item_id, item_type=fact.item_type, active=fact.active,
+        self._item_recorded(item_id=item.item_id, item_type=str(item.item_type), active=item.active,
                             components=components, updated_at=fact.updated_at)
         self._guard_decide(draft_unpublished, now)
         return True
 
-    def record_variant(self, fact: ShopifyVariantObserved, draft_unpublished: bool, now: datetime) -> bool:
+    def record_variant(self, fact: VariantSeen, draft_unpublished: bool, now: datetime) -> bool:
         seen = (fact.variant_id, fact.product_id, fact.product_status, fact.inventory_item_id)
         changed = self.variant is None or seen != (
             self.variant["variant_id"], self.variant["product_id"], self.variant["product_status"],
@@ -321,17 +323,15 @@ class CatalogItem(Aggregate):
         self._unmapped_warehouse(warehouse=warehouse, available=available, change_id=change_id)
         return True
 
-    def record_status_outcome(self, outcome: ShopifyOutcome) -> bool:
-        if self.status_command is None or self.status_command["command_id"] != str(outcome.command_id):
+    def record_status_outcome(self, outcome: StatusOutcome) -> bool:
+        if self.status_command is None or self.status_command.command_id != outcome.command_id:
             return False
-        if isinstance(outcome, ProductStatusSet):
-            self._status_confirmed(command_id=str(outcome.command_id), status=outcome.status,
+        if isinstance(outcome, ProductStatusApplied):
+            self._status_confirmed(command_id=outcome.command_id, status=outcome.status,
                                    occurred_at=outcome.occurred_at)
             return True
-        if isinstance(outcome, ProductStatusRejected):
-            self._status_refused(command_id=str(outcome.command_id), reason=outcome.reason)
-            return True
-        return False
+        self._status_refused(command_id=outcome.command_id, reason=outcome.reason)
+        return True
 
     def _guard_decide(self, draft_unpublished: bool, now: datetime) -> bool:
         """Publishing guard: a Shopify variant must sell an active Prima item. With the switch
@@ -341,12 +341,11 @@ class CatalogItem(Aggregate):
             return False
         decided = False
         status = self.variant["product_status"]
-        asked = self.status_command["status"] if self.status_command else None
-        has_item = bool(self.item and self.item["active"] and self.item["item_type"] != "service")
-        if not has_item:
+        asked = self.status_command.status if self.status_command else None
+        item = self._prima_item()
+        if not is_sellable(item):
             if self.guard is None:
-                reason = "no Prima item with this SKU" if self.item is None else (
-                    "the Prima item is inactive" if not self.item["active"] else "the Prima item is a service")
+                reason = why_not_sellable(item) or "not sellable"
                 self._guard_raised(reason=reason, product_id=self.variant["product_id"],
                                    variant_id=self.variant["variant_id"])
                 decided = True
@@ -362,9 +361,14 @@ class CatalogItem(Aggregate):
             decided = True
         return decided
 
+    def _prima_item(self) -> PrimaItem | None:
+        if self.item is None:
+            return None
+        return PrimaItem(item_id=self.item["item_id"], sku=self.sku, description="", item_type=self.item["item_type"],
+                         active=self.item["active"])
+
     def _request_status(self, status: str, reason: str, now: datetime) -> None:
-        command = SetProductStatus(
+        self._status_requested(command=ProductStatusChange(
             command_id=uuid5(self.id, f"set-product-status/{self.status_commands + 1}"),
             sku=self.sku, product_id=self.variant["product_id"], status=status, reason=reason, issued_at=now,
-        )
-        self._status_requested(command=command.model_dump(mode="json"))
+        ))

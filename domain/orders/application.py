@@ -1,48 +1,81 @@
-"""The order application: loads an Order, lets it decide, saves its events atomically with the
-notification log (the outbox the relay reads)."""
+"""The order application: a batch of facts in, decisions out.
+
+`handle(facts, items, now)` applies a batch (order deliveries, Prima's outcomes, operator
+releases) in order, each to its Order, and saves every Order it changed in one transaction
+together with the notification log (the outbox the relay reads). Facts about one order keep
+their order; a redelivered batch changes nothing (each Order ignores what it has applied:
+webhook ids, updated_at, command ids).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID
+from typing import cast
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import JSONTranscoder
 
-from contracts.prima import PrimaOutcome
-from contracts.shopify import ShopifyOrderReceived
-from domain.orders.domainmodel import DeliveryOutcome, Order
-from domain.orders.mapping import ItemMaster
+from domain.catalog.items import ItemMaster
+from domain.orders.domainmodel import DeliveryOutcome, Order, OrderState
+from domain.orders.values import (
+    VALUE_TYPES,
+    OrderDelivery,
+    OrderFact,
+    ReleaseRequested,
+    SalesOrderCreatedByPrima,
+    shopify_order_id_of,
+)
+from domain.shared.application import BatchApplication, UnitOfWork
+from domain.shared.transcoding import register_values
 
 
-class OrderApplication(Application[UUID]):
+@dataclass
+class HandleResult:
+    deliveries: dict[str, int] = field(default_factory=dict)  # outcome -> count
+    outcomes_recorded: int = 0
+    releases: list[tuple[int, str]] = field(default_factory=list)  # (order, state after), for the operator
+    refused_releases: list[int] = field(default_factory=list)
+    # for the latency histogram: seconds from the first webhook to the sales order
+    created_after: list[float] = field(default_factory=list)
+    saved: int = 0
+
+
+class OrderApplication(BatchApplication):
     name = "orders"
 
-    def handle_delivery(self, delivery: ShopifyOrderReceived, items: ItemMaster) -> DeliveryOutcome:
-        order = self.find(delivery.order.id)
-        if order is None:
-            self.save(Order.receive(delivery, items))
-            return DeliveryOutcome.APPLIED
-        outcome = order.apply_delivery(delivery, items)
-        if outcome is DeliveryOutcome.APPLIED:
-            self.save(order)
-        return outcome
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_values(transcoder, *VALUE_TYPES)
 
-    def record_outcome(self, outcome: PrimaOutcome) -> Order | None:
-        order = self.find(outcome.shopify_order_id)
-        if order is None or not order.record_outcome(outcome):
-            return None
-        self.save(order)
-        return order
+    def handle(self, facts: Sequence[OrderFact], items: ItemMaster, now: datetime) -> HandleResult:
+        result = HandleResult()
+        uow = self.unit_of_work()
+        uow.preload(Order.create_id(shopify_order_id_of(fact)) for fact in facts)
+        for fact in facts:
+            self._apply(uow, fact, items, now, result)
+        result.saved = uow.commit()
+        return result
 
-    def release(self, shopify_order_id: int, items: ItemMaster, released_by: str, now: datetime) -> Order | None:
-        order = self.find(shopify_order_id)
-        if order is None or not order.release(items, released_by=released_by, now=now):
-            return None
-        self.save(order)
-        return order
+    def _apply(self, uow: UnitOfWork, fact: OrderFact, items: ItemMaster, now: datetime,
+               result: HandleResult) -> None:
+        order = cast("Order | None", uow.get(Order.create_id(shopify_order_id_of(fact))))
+        if isinstance(fact, OrderDelivery):
+            if order is None:
+                uow.add(Order.receive(fact, items))
+                outcome = DeliveryOutcome.APPLIED
+            else:
+                outcome = order.apply_delivery(fact, items)
+            result.deliveries[str(outcome)] = result.deliveries.get(str(outcome), 0) + 1
+        elif isinstance(fact, ReleaseRequested):
+            if order is not None and order.release(items, released_by=fact.released_by, now=fact.requested_at):
+                result.releases.append((fact.shopify_order_id, str(order.state)))
+            else:
+                result.refused_releases.append(fact.shopify_order_id)
+        elif order is not None and order.record_outcome(fact):
+            result.outcomes_recorded += 1
+            if isinstance(fact, SalesOrderCreatedByPrima) and order.state is OrderState.IN_PRIMA:
+                result.created_after.append((fact.occurred_at - order.first_received_at).total_seconds())
 
-    def find(self, shopify_order_id: int) -> Order | None:
-        try:
-            return self.repository.get(Order.create_id(shopify_order_id))
-        except AggregateNotFoundError:
-            return None
+    def find_order(self, shopify_order_id: int) -> Order | None:
+        return cast("Order | None", self.find(Order.create_id(shopify_order_id)))

@@ -1,24 +1,30 @@
 """The Order aggregate: one per Shopify order, deciding when Prima gets a sales order.
 
-Its events are the order's history; the commands it issues (SalesOrderRequested carries a
-CreateSalesOrder) leave through the event store's notification log, never by a direct call.
-Event attributes are plain JSON values so the log reads the same to every consumer.
+Its events are the order's history; the command it issues (SalesOrderRequested carries a
+SalesOrderRequest) leaves through the event store's notification log, never by a direct call.
+Events carry the domain's own values (domain/orders/values.py), never wire models.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from contracts.prima import CreateSalesOrder, PrimaOutcome, SalesOrderCreated, SalesOrderFailed
-from contracts.shopify import ShopifyOrder, ShopifyOrderReceived
-from domain.orders.mapping import ItemMaster, map_order_lines
+from domain.catalog.items import ItemMaster
+from domain.orders.mapping import map_order_lines
 from domain.orders.payment import payment_captured
 from domain.orders.sales_order import build_sales_order, totals_mismatch
+from domain.orders.values import (
+    OrderDelivery,
+    OrderSnapshot,
+    PrimaOutcome,
+    SalesOrderCreatedByPrima,
+    SalesOrderParkedByGateway,
+    SalesOrderRequest,
+)
 
 ORDER_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/orders")
 
@@ -51,44 +57,37 @@ class Order(Aggregate):
     # -- events -------------------------------------------------------------------------------
 
     @event("OrderReceived")
-    def __init__(
-        self,
-        shopify_order_id: int,
-        order_name: str,
-        webhook_id: str,
-        webhook_topic: str,
-        received_at: datetime,
-        order: dict[str, Any],
-    ) -> None:
+    def __init__(self, shopify_order_id: int, order_name: str, webhook_id: str, webhook_topic: str,
+                 received_at: datetime, order: OrderSnapshot) -> None:
         self.shopify_order_id = shopify_order_id
         self.order_name = order_name
         self.first_received_at = received_at
         self.applied_webhook_ids: list[str] = [webhook_id]
         self.snapshot = order
         self.state = OrderState.RECEIVED
-        self.quarantine: dict[str, Any] | None = None
-        self.command: dict[str, Any] | None = None
+        self.quarantine: tuple[str, str, tuple[str, ...]] | None = None  # (reason, detail, SKUs)
+        self.command: SalesOrderRequest | None = None
         self.commands_issued = 0
         self.sales_order_number: str | None = None
-        self.failure: dict[str, Any] | None = None
+        self.failure: tuple[str, str] | None = None  # (kind: rejected | parked, reason)
 
     @event("OrderUpdated")
-    def _updated(self, webhook_id: str, webhook_topic: str, received_at: datetime, order: dict[str, Any]) -> None:
+    def _updated(self, webhook_id: str, webhook_topic: str, received_at: datetime, order: OrderSnapshot) -> None:
         self.applied_webhook_ids.append(webhook_id)
         self.snapshot = order
-        self.order_name = order["name"]
+        self.order_name = order.name
 
     @event("OrderAwaitingPayment")
     def _awaiting_payment(self, financial_status: str | None) -> None:
         self.state = OrderState.AWAITING_PAYMENT
 
     @event("OrderQuarantined")
-    def _quarantined(self, reason: str, detail: str, unmapped_skus: list[str]) -> None:
+    def _quarantined(self, reason: str, detail: str, unmapped_skus: tuple[str, ...]) -> None:
         self.state = OrderState.QUARANTINED
-        self.quarantine = {"reason": reason, "detail": detail, "unmapped_skus": unmapped_skus}
+        self.quarantine = (reason, detail, tuple(unmapped_skus))
 
     @event("SalesOrderRequested")
-    def _sales_order_requested(self, command: dict[str, Any]) -> None:
+    def _sales_order_requested(self, command: SalesOrderRequest) -> None:
         self.state = OrderState.SENT
         self.command = command
         self.commands_issued += 1
@@ -96,20 +95,21 @@ class Order(Aggregate):
         self.failure = None
 
     @event("SalesOrderCreated")
-    def _sales_order_created(self, command_id: str, sales_order_number: str, status: str, occurred_at: datetime) -> None:
+    def _sales_order_created(self, command_id: UUID, sales_order_number: str, status: str,
+                             occurred_at: datetime) -> None:
         self.state = OrderState.IN_PRIMA
         self.sales_order_number = sales_order_number
         self.failure = None
 
     @event("SalesOrderRejected")
-    def _sales_order_rejected(self, command_id: str, status_code: int, code: str, reason: str) -> None:
+    def _sales_order_rejected(self, command_id: UUID, status_code: int, code: str, reason: str) -> None:
         self.state = OrderState.FAILED
-        self.failure = {"kind": "rejected", "code": code, "reason": reason, "status_code": status_code}
+        self.failure = ("rejected", f"{code}: {reason}")
 
-    @event("SalesOrderFailed")
-    def _sales_order_failed(self, command_id: str, attempts: int, reason: str) -> None:
+    @event("SalesOrderParked")
+    def _sales_order_parked(self, command_id: UUID, attempts: int, reason: str) -> None:
         self.state = OrderState.FAILED
-        self.failure = {"kind": "parked", "code": "gateway_gave_up", "reason": reason, "attempts": attempts}
+        self.failure = ("parked", reason)
 
     @event("OrderReleased")
     def _released(self, released_by: str, previous_state: str) -> None:
@@ -118,64 +118,48 @@ class Order(Aggregate):
     # -- decisions ----------------------------------------------------------------------------
 
     @property
-    def order(self) -> ShopifyOrder:
-        return ShopifyOrder.model_validate(self.snapshot)
-
-    @property
     def command_issued(self) -> bool:
         return self.command is not None and self.state in (OrderState.SENT, OrderState.IN_PRIMA)
 
     @classmethod
-    def receive(cls, delivery: ShopifyOrderReceived, items: ItemMaster) -> Order:
+    def receive(cls, delivery: OrderDelivery, items: ItemMaster) -> Order:
         order = cls(
-            shopify_order_id=delivery.order.id,
+            shopify_order_id=delivery.order.shopify_order_id,
             order_name=delivery.order.name,
             webhook_id=delivery.webhook_id,
             webhook_topic=delivery.topic,
             received_at=delivery.received_at,
-            order=delivery.order.model_dump(mode="json"),
+            order=delivery.order,
         )
-        order._decide(delivery.order, items, issued_at=delivery.received_at)
+        order._decide(items, issued_at=delivery.received_at)
         return order
 
-    def apply_delivery(self, delivery: ShopifyOrderReceived, items: ItemMaster) -> DeliveryOutcome:
+    def apply_delivery(self, delivery: OrderDelivery, items: ItemMaster) -> DeliveryOutcome:
         if delivery.webhook_id in self.applied_webhook_ids:
             return DeliveryOutcome.DUPLICATE
-        if delivery.order.updated_at < datetime.fromisoformat(self.snapshot["updated_at"]):
+        if delivery.order.updated_at < self.snapshot.updated_at:
             return DeliveryOutcome.STALE  # Shopify retries carry the payload as it was: older
-        self._updated(
-            webhook_id=delivery.webhook_id,
-            webhook_topic=delivery.topic,
-            received_at=delivery.received_at,
-            order=delivery.order.model_dump(mode="json"),
-        )
-        self._decide(delivery.order, items, issued_at=delivery.received_at)
+        self._updated(webhook_id=delivery.webhook_id, webhook_topic=delivery.topic,
+                      received_at=delivery.received_at, order=delivery.order)
+        self._decide(items, issued_at=delivery.received_at)
         return DeliveryOutcome.APPLIED
 
     def record_outcome(self, outcome: PrimaOutcome) -> bool:
         """Record what Prima answered to the current command; anything else is ignored."""
-        if self.command is None or str(outcome.command_id) != self.command["command_id"]:
+        if self.command is None or outcome.command_id != self.command.command_id:
             return False
         if self.state not in (OrderState.SENT, OrderState.FAILED):
             return False  # already in Prima: a repeated outcome changes nothing
-        if isinstance(outcome, SalesOrderCreated):
-            self._sales_order_created(
-                command_id=str(outcome.command_id),
-                sales_order_number=outcome.sales_order_number,
-                status=outcome.status,
-                occurred_at=outcome.occurred_at,
-            )
+        if isinstance(outcome, SalesOrderCreatedByPrima):
+            self._sales_order_created(command_id=outcome.command_id, sales_order_number=outcome.sales_order_number,
+                                      status=outcome.status, occurred_at=outcome.occurred_at)
         elif self.state is OrderState.FAILED:
             return False  # already failed: a second failure for the same command adds nothing
-        elif isinstance(outcome, SalesOrderFailed):
-            self._sales_order_failed(command_id=str(outcome.command_id), attempts=outcome.attempts, reason=outcome.reason)
+        elif isinstance(outcome, SalesOrderParkedByGateway):
+            self._sales_order_parked(command_id=outcome.command_id, attempts=outcome.attempts, reason=outcome.reason)
         else:
-            self._sales_order_rejected(
-                command_id=str(outcome.command_id),
-                status_code=outcome.status_code,
-                code=outcome.code,
-                reason=outcome.reason,
-            )
+            self._sales_order_rejected(command_id=outcome.command_id, status_code=outcome.status_code,
+                                       code=outcome.code, reason=outcome.reason)
         return True
 
     def release(self, items: ItemMaster, released_by: str, now: datetime) -> bool:
@@ -184,47 +168,41 @@ class Order(Aggregate):
             return False
         previous = self.state
         self._released(released_by=released_by, previous_state=str(previous))
-        if previous is OrderState.FAILED and self.failure and self.failure["kind"] == "parked":
+        if previous is OrderState.FAILED and self.failure and self.failure[0] == "parked" and self.command:
             # Prima may have created it before the gateway gave up: resend the same command,
             # whose idempotency key makes Prima answer with that sales order, never a second one.
             self._sales_order_requested(command=self.command)
         else:
-            self._decide(self.order, items, issued_at=now)
+            self._decide(items, issued_at=now)
         return True
 
-    def _decide(self, order: ShopifyOrder, items: ItemMaster, issued_at: datetime) -> None:
-        """`order` is the latest fact recorded (passed in, so it is not parsed again)."""
+    def _decide(self, items: ItemMaster, issued_at: datetime) -> None:
         if self.command_issued:
             return  # one sales order per Shopify order; edits are a later flow
+        order = self.snapshot
         if not payment_captured(order):
             if self.state is not OrderState.AWAITING_PAYMENT:
                 self._awaiting_payment(financial_status=order.financial_status)
             return
         mapping = map_order_lines(order, items)
         if not mapping.complete:
-            self._quarantine_once(
-                QuarantineReason.UNMAPPED_SKU,
-                "no active Prima item for SKU " + ", ".join(repr(s) for s in mapping.unmapped_skus),
-                list(mapping.unmapped_skus),
-            )
+            self._quarantine_once(QuarantineReason.UNMAPPED_SKU, mapping.describe(), mapping.unmapped_skus)
             return
         draft = build_sales_order(order, mapping.lines)
         mismatch = totals_mismatch(order, draft)
         if mismatch is not None:
-            self._quarantine_once(QuarantineReason.TOTALS_MISMATCH, mismatch.describe(), [])
+            self._quarantine_once(QuarantineReason.TOTALS_MISMATCH, mismatch.describe(), ())
             return
         command_id = uuid5(self.id, f"create-sales-order/{self.commands_issued + 1}")
-        command = CreateSalesOrder(
+        self._sales_order_requested(command=SalesOrderRequest(
             command_id=command_id,
             idempotency_key=f"shopify-prima:create-sales-order:{command_id}",
-            shopify_order_id=order.id,
+            shopify_order_id=order.shopify_order_id,
             issued_at=issued_at,
             sales_order=draft,
-        )
-        self._sales_order_requested(command=command.model_dump(mode="json"))
+        ))
 
-    def _quarantine_once(self, reason: QuarantineReason, detail: str, unmapped_skus: list[str]) -> None:
-        current = self.quarantine
-        if self.state is OrderState.QUARANTINED and current and current["detail"] == detail:
+    def _quarantine_once(self, reason: QuarantineReason, detail: str, unmapped_skus: tuple[str, ...]) -> None:
+        if self.state is OrderState.QUARANTINED and self.quarantine and self.quarantine[1] == detail:
             return
-        self._quarantined(reason=str(reason), detail=detail, unmapped_skus=unmapped_skus)
+        self._quarantined(reason=str(reason), detail=detail, unmapped_skus=tuple(unmapped_skus))

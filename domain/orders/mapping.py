@@ -1,54 +1,55 @@
-"""SKU mapping: each Shopify line's SKU to an active item of Prima's item master.
+"""SKU mapping: each Shopify line's SKU to a sellable item of Prima's item master.
 
-Prima owns items and SKUs. A line whose SKU is missing, unknown to Prima or inactive cannot be
-sent: the whole order is quarantined rather than sent in part.
+Prima owns items and SKUs (domain/catalog/items.py says what is sellable). A line whose SKU is
+missing, unknown to Prima, inactive or a service item cannot be sent: the whole order is
+quarantined rather than sent in part, with each SKU's reason named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from contracts.shopify import LineItem, ShopifyOrder
-
-
-@dataclass(frozen=True)
-class PrimaItem:
-    item_id: str
-    sku: str
-    description: str
-    active: bool = True
-    item_type: str = "stock"
-
-
-ItemMaster = Mapping[str, PrimaItem]  # by SKU
+from domain.catalog.items import ItemMaster, PrimaItem, why_not_sellable
+from domain.orders.values import OrderLine, OrderSnapshot
 
 
 @dataclass(frozen=True)
 class MappedLine:
-    line: LineItem
+    line: OrderLine
     item: PrimaItem
 
 
 @dataclass(frozen=True)
 class MappingResult:
     lines: tuple[MappedLine, ...]
-    unmapped_skus: tuple[str, ...]  # "" stands for a line that has no SKU at all
+    unmapped: tuple[tuple[str, str], ...]  # (SKU, why); "" stands for a line without a SKU
 
     @property
     def complete(self) -> bool:
-        return not self.unmapped_skus
+        return not self.unmapped
+
+    @property
+    def unmapped_skus(self) -> tuple[str, ...]:
+        return tuple(sku for sku, _ in self.unmapped)
+
+    def describe(self) -> str:
+        return "; ".join(f"SKU {sku!r}: {why}" if sku else "a line without a SKU" for sku, why in self.unmapped)
 
 
-def map_order_lines(order: ShopifyOrder, items: ItemMaster) -> MappingResult:
+def skus_of(order: OrderSnapshot) -> set[str]:
+    return {line.sku for line in order.lines if line.sku}
+
+
+def map_order_lines(order: OrderSnapshot, items: ItemMaster) -> MappingResult:
     mapped: list[MappedLine] = []
-    unmapped: list[str] = []
-    for line in order.line_items:
+    unmapped: dict[str, str] = {}
+    for line in order.lines:
         if line.quantity == 0:  # removed by an edit: nothing to sell
             continue
         item = items.get(line.sku or "")
-        if item is None or not item.active:
-            unmapped.append(line.sku or "")
+        why = "no SKU" if not line.sku else why_not_sellable(item)
+        if why is not None or item is None:
+            unmapped.setdefault(line.sku or "", why or "no Prima item with this SKU")
         else:
             mapped.append(MappedLine(line=line, item=item))
-    return MappingResult(lines=tuple(mapped), unmapped_skus=tuple(dict.fromkeys(unmapped)))
+    return MappingResult(lines=tuple(mapped), unmapped=tuple(unmapped.items()))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from contracts.shopify import ShopifyOrder
+from domain.orders.values import OrderSnapshot
 
 # Statuses that mean the money was taken at some point (a refund comes after a capture).
 CAPTURED_FINANCIAL_STATUSES = frozenset({"paid", "partially_refunded", "refunded"})
 CAPTURE_KINDS = frozenset({"capture", "sale"})
 
 
-def payment_captured(order: ShopifyOrder) -> bool:
+def payment_captured(order: OrderSnapshot) -> bool:
     """Paid, or a successful capture/sale transaction. Authorized, pending, voided, expired and
     partially paid orders are not captured."""
     if (order.financial_status or "").lower() in CAPTURED_FINANCIAL_STATUSES:

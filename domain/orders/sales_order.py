@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from contracts.money import to_cents
-from contracts.prima import SalesOrderDraft, SalesOrderLine, SalesOrderShipping, SalesOrderTotals
-from contracts.shopify import ShopifyOrder
 from domain.orders.mapping import MappedLine
-
-ZERO = Decimal("0.00")
+from domain.orders.values import (
+    OrderSnapshot,
+    SalesOrder,
+    SalesOrderLine,
+    SalesOrderShipping,
+    SalesOrderTotals,
+)
+from domain.shared.money import ZERO, to_cents
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class TotalsMismatch:
         return f"sales order {self.field} {self.sales_order} != Shopify {self.shopify}"
 
 
-def build_sales_order(order: ShopifyOrder, lines: tuple[MappedLine, ...]) -> SalesOrderDraft:
+def build_sales_order(order: OrderSnapshot, lines: tuple[MappedLine, ...]) -> SalesOrder:
     so_lines = []
     for number, mapped in enumerate(lines, start=1):
         line = mapped.line
@@ -61,8 +64,8 @@ def build_sales_order(order: ShopifyOrder, lines: tuple[MappedLine, ...]) -> Sal
     shipping_net = shipping.amount - shipping.discount_amount if shipping else ZERO
     tax = sum((line.tax_amount for line in so_lines), ZERO) + (shipping.tax_amount if shipping else ZERO)
     total = lines_net + shipping_net + (ZERO if order.taxes_included else tax)
-    return SalesOrderDraft(
-        external_reference=str(order.id),
+    return SalesOrder(
+        external_reference=str(order.shopify_order_id),
         order_name=order.name,
         currency=order.currency,
         taxes_included=order.taxes_included,
@@ -74,7 +77,7 @@ def build_sales_order(order: ShopifyOrder, lines: tuple[MappedLine, ...]) -> Sal
     )
 
 
-def totals_mismatch(order: ShopifyOrder, draft: SalesOrderDraft) -> TotalsMismatch | None:
+def totals_mismatch(order: OrderSnapshot, draft: SalesOrder) -> TotalsMismatch | None:
     """The first difference between the sales order and Shopify's own totals, or None."""
     checks = (
         ("total", draft.totals.total, order.total_price.amount),

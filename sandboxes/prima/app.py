@@ -1,4 +1,4 @@
-"""The Prima sandbox: serves contracts/prima-openapi.yaml, data in PostgreSQL, fault switches."""
+"""The Prima sandbox: serves contracts/prima/openapi.yaml, data in PostgreSQL, fault switches."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .faults import Faults
 from .models import FaultConfig, ItemsUpsert, SalesOrderCreate, StockUpsertBody
 from .store import ApiError, Store
 
-OPENAPI_PATH = Path(contracts.__file__).parent / "prima-openapi.yaml"
+OPENAPI_PATH = Path(contracts.__file__).parent / "prima" / "openapi.yaml"
 SCHEMA = "prima_sandbox"
 
 

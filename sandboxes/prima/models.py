@@ -1,4 +1,4 @@
-"""Request and response bodies of the assumed Prima API (see contracts/prima-openapi.yaml)."""
+"""Request and response bodies of the assumed Prima API (see contracts/prima/openapi.yaml)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sandboxes.shopify.admin import admin_router
 from sandboxes.shopify.state import ShopState
 from sandboxes.shopify.webhooks import send_webhook
-from services.config import Settings
+from services.platform.settings import Settings
 
 
 class Delivery(BaseModel):

@@ -1,0 +1,119 @@
+"""Messages of the platform itself: operator commands and dead letters.
+
+Operator commands (topic shopify-prima.operations.v1) are how a person changes anything: the ops
+API and the CLI publish them, and the process that owns the state handles them (the order
+decider releases an order, the stock decider a SKU-location, the catalogue reader runs a full
+comparison, the projector rebuilds a read model, a gateway retries a parked command, and any
+consumer group re-drives one of its dead letters). Nothing else writes another process's
+tables or the event store.
+
+Dead letters (topic shopify-prima.dead-letters.v1): a message a consumer group could not handle
+after its retries (or could not decode at all) is published there whole, with the error, so
+that it is never lost and can be re-driven; a re-drive that succeeds publishes
+DeadLetterRedriven. The dead-letters read model turns both into exception records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _OperatorCommand(_Frozen):
+    command_id: UUID
+    requested_by: str = Field(max_length=200)
+    requested_at: datetime
+
+
+class ReleaseOrder(_OperatorCommand):
+    """Decide a quarantined or failed order again (after its cause was fixed)."""
+
+    message_type: Literal["ReleaseOrder"] = "ReleaseOrder"
+    shopify_order_id: int
+
+
+class ReleaseStockLevel(_OperatorCommand):
+    """Decide a SKU-location again after a rejected or failed push was looked at."""
+
+    message_type: Literal["ReleaseStockLevel"] = "ReleaseStockLevel"
+    sku: str
+    location_id: str
+
+
+class RequestFullComparison(_OperatorCommand):
+    """Compare every Shopify level with Prima now (the catalogue reader's full comparison)."""
+
+    message_type: Literal["RequestFullComparison"] = "RequestFullComparison"
+    run_id: UUID
+
+
+class RebuildProjection(_OperatorCommand):
+    """Empty a read model and rebuild it from offset zero of its topic."""
+
+    message_type: Literal["RebuildProjection"] = "RebuildProjection"
+    projection: str
+
+
+class RetryParkedCommand(_OperatorCommand):
+    """Send a parked command again, with its own idempotency key (the gateway that parked it)."""
+
+    message_type: Literal["RetryParkedCommand"] = "RetryParkedCommand"
+    parked_command_id: UUID
+    gateway: Literal["prima", "shopify"]
+
+
+class RedriveDeadLetter(_OperatorCommand):
+    """Hand a dead-lettered message to its consumer group's handler again."""
+
+    message_type: Literal["RedriveDeadLetter"] = "RedriveDeadLetter"
+    dead_letter_id: UUID
+    group: str
+    topic: str
+    key_base64: str | None
+    value_base64: str
+    headers: dict[str, str]
+
+
+OperatorCommand = Annotated[
+    ReleaseOrder | ReleaseStockLevel | RequestFullComparison | RebuildProjection | RetryParkedCommand
+    | RedriveDeadLetter,
+    Field(discriminator="message_type"),
+]
+
+
+class DeadLetter(_Frozen):
+    """A message one consumer group could not handle, kept whole with its error."""
+
+    message_type: Literal["DeadLetter"] = "DeadLetter"
+    dead_letter_id: UUID  # stable for (group, topic, partition, offset): a repeat is the same letter
+    group: str
+    topic: str
+    partition: int
+    offset: int
+    key_base64: str | None
+    value_base64: str
+    headers: dict[str, str]
+    original_message_type: str | None
+    reason: Literal["undecodable", "handler_failed"]
+    error: str = Field(max_length=2000)
+    attempts: int
+    dead_lettered_at: datetime
+
+
+class DeadLetterRedriven(_Frozen):
+    """A re-driven dead letter was handled this time."""
+
+    message_type: Literal["DeadLetterRedriven"] = "DeadLetterRedriven"
+    dead_letter_id: UUID
+    group: str
+    redriven_at: datetime
+
+
+DeadLetterMessage = Annotated[DeadLetter | DeadLetterRedriven, Field(discriminator="message_type")]

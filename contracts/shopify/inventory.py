@@ -1,0 +1,167 @@
+"""Shopify's side of the inventory flow (DESIGN.md flow 5), as it travels on Kafka.
+
+Facts:     ShopifyVariantObserved (shopify.inventory.v1): a variant as the catalogue reader read
+           it, with its "available" per location.
+Commands:  SetInventoryLevel, SetProductStatus (shopify.commands.v1): decided by the StockItem
+           and CatalogItem aggregates, relayed from the outbox, executed by the Shopify gateway.
+Outcomes:  InventoryLevelConfirmed / InventoryLevelRejected / InventoryLevelFailed and
+           ProductStatusSet / ProductStatusRejected (shopify.outcomes.v1): what Shopify answered.
+
+Every message about one SKU is keyed by the SKU (`sku_key`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.prima.inventory import sku_key
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# ------------------------------------------------- facts from Shopify (the catalogue reader)
+
+
+class ShopifyLevel(_Frozen):
+    location_id: str  # gid://shopify/Location/...
+    available: int
+
+
+class ShopifyVariantObserved(_Frozen):
+    """A variant as Shopify showed it in a catalogue read (full comparison or SKU lookup)."""
+
+    message_type: Literal["ShopifyVariantObserved"] = "ShopifyVariantObserved"
+    sku: str
+    variant_id: str
+    product_id: str
+    product_status: Literal["ACTIVE", "ARCHIVED", "DRAFT"]
+    inventory_item_id: str
+    levels: tuple[ShopifyLevel, ...]
+    observed_at: datetime
+    sync_run_id: UUID | None = None  # the full comparison that read it
+
+
+ShopifyInventoryFact = Annotated[ShopifyVariantObserved, Field(discriminator="message_type")]
+
+
+# ------------------------------------------------------------ commands to Shopify (the outbox)
+
+
+class SetInventoryLevel(_Frozen):
+    """Set "available" of one inventory item at one location, compare-and-set.
+
+    `change_from_quantity` is the level last confirmed or observed in Shopify; the gateway
+    re-reads and retries when Shopify says it is stale (Prima stays the truth)."""
+
+    message_type: Literal["SetInventoryLevel"] = "SetInventoryLevel"
+    command_id: UUID
+    sku: str
+    inventory_item_id: str
+    location_id: str
+    quantity: int = Field(ge=0)
+    change_from_quantity: int | None
+    reference_document_uri: str  # names the Prima stock record the level comes from
+    issued_at: datetime
+    # what made it: a Prima change (pushed after a short debounce), a full comparison's repair
+    # (batched with the rest of the run), an operator's release, a peak window's buffer
+    origin: Literal["prima_change", "full_comparison", "operator", "buffer_change"] = "prima_change"
+
+
+class SetProductStatus(_Frozen):
+    message_type: Literal["SetProductStatus"] = "SetProductStatus"
+    command_id: UUID
+    sku: str
+    product_id: str
+    status: Literal["ACTIVE", "DRAFT"]
+    reason: str
+    issued_at: datetime
+
+
+ShopifyCommand = Annotated[SetInventoryLevel | SetProductStatus, Field(discriminator="message_type")]
+
+
+# --------------------------------------------------------------- outcomes (the Shopify gateway)
+
+
+class InventoryLevelConfirmed(_Frozen):
+    message_type: Literal["InventoryLevelConfirmed"] = "InventoryLevelConfirmed"
+    command_id: UUID
+    sku: str
+    inventory_item_id: str
+    location_id: str
+    quantity: int
+    previous_quantity: int | None  # the changeFromQuantity that Shopify accepted
+    stale_retries: int = 0  # compare-and-set retries after CHANGE_FROM_QUANTITY_STALE
+    adjustment_group_id: str | None = None
+    occurred_at: datetime
+
+
+class InventoryLevelRejected(_Frozen):
+    """Shopify refused the quantity (a userError other than a stale compare-and-set)."""
+
+    message_type: Literal["InventoryLevelRejected"] = "InventoryLevelRejected"
+    command_id: UUID
+    sku: str
+    location_id: str
+    code: str
+    reason: str
+    occurred_at: datetime
+
+
+class InventoryLevelFailed(_Frozen):
+    """The gateway gave up after its retries and parked the command."""
+
+    message_type: Literal["InventoryLevelFailed"] = "InventoryLevelFailed"
+    command_id: UUID
+    sku: str
+    location_id: str
+    attempts: int
+    reason: str
+    occurred_at: datetime
+
+
+class ProductStatusSet(_Frozen):
+    message_type: Literal["ProductStatusSet"] = "ProductStatusSet"
+    command_id: UUID
+    sku: str
+    product_id: str
+    status: str
+    occurred_at: datetime
+
+
+class ProductStatusRejected(_Frozen):
+    message_type: Literal["ProductStatusRejected"] = "ProductStatusRejected"
+    command_id: UUID
+    sku: str
+    product_id: str
+    reason: str
+    occurred_at: datetime
+
+
+ShopifyOutcome = Annotated[
+    InventoryLevelConfirmed | InventoryLevelRejected | InventoryLevelFailed | ProductStatusSet
+    | ProductStatusRejected,
+    Field(discriminator="message_type"),
+]
+
+__all__ = [
+    "InventoryLevelConfirmed",
+    "InventoryLevelFailed",
+    "InventoryLevelRejected",
+    "ProductStatusRejected",
+    "ProductStatusSet",
+    "SetInventoryLevel",
+    "SetProductStatus",
+    "ShopifyCommand",
+    "ShopifyInventoryFact",
+    "ShopifyLevel",
+    "ShopifyOutcome",
+    "ShopifyVariantObserved",
+    "sku_key",
+]

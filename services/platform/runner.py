@@ -1,0 +1,226 @@
+"""How every process runs, in one place: settings, logging, the /metrics endpoint, one signal
+handler, dependencies started with backoff, the singleton lock, and a graceful stop.
+
+A worker is an async `main(worker)` function; `run_worker` gives it a `Worker` (its settings and
+the stop event that SIGTERM or SIGINT sets) and returns when it does:
+
+    async def main(worker: Worker) -> None:
+        async with worker.database() as pool, worker.broker() as broker:
+            ...
+            await worker.stopped()
+
+    if __name__ == "__main__":
+        run_worker("order-decider", main, metrics_port=lambda s: s.order_decider_metrics_port)
+
+HTTP processes (the webhook ingest, the ops API) run under uvicorn, which handles the signals
+itself (`run_http`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import asyncpg
+
+from services.platform.metrics import serve_metrics
+from services.platform.settings import Settings, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger("shopify_prima.runner")
+
+LOCK_POLL_SECONDS = 5.0
+START_BACKOFF_INITIAL_SECONDS = 0.5
+START_BACKOFF_MAX_SECONDS = 15.0
+
+
+def configure(metrics_port: Callable[[Settings], int] | None = None) -> Settings:
+    """Settings (a bad value stops the process with the variable named), logging, and for a
+    worker the /metrics endpoint."""
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("aiokafka", "httpx"):  # a line per request or per rebalance step is noise
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if metrics_port is not None:
+        serve_metrics(metrics_port(settings), settings.metrics_host)
+    return settings
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds` unless `stop` is set first; True when stopping."""
+    if stop.is_set():
+        return True
+    try:
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+        return True
+    except TimeoutError:
+        return False
+
+
+class Outage:
+    """Logs a dependency's outage once when it starts and once when it ends, never per attempt."""
+
+    def __init__(self, what: str, logger: logging.Logger = log) -> None:
+        self.what = what
+        self.log = logger
+        self.since: float | None = None
+        self.attempts = 0
+
+    def failed(self, exc: BaseException) -> None:
+        self.attempts += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning("%s unavailable (%s: %s); retrying with backoff, logged again when it is back",
+                             self.what, type(exc).__name__, exc)
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            self.log.warning("%s available again after %.1fs (%d attempts)", self.what,
+                             time.monotonic() - self.since, self.attempts)
+        self.since, self.attempts = None, 0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+
+def backoff(attempt: int, initial: float, cap: float) -> float:
+    """Exponential: initial, 2 x initial, 4 x initial ... at most `cap` (attempt counts from 1)."""
+    return min(cap, initial * 2 ** max(0, attempt - 1))
+
+
+async def until_up(what: str, start: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T | None:
+    """Call `start` until it succeeds (Kafka or PostgreSQL not up yet at start-up is waited for,
+    not a crash); None if `stop` is set first."""
+    outage = Outage(what)
+    while not stop.is_set():
+        try:
+            result = await start()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            outage.failed(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. aiokafka's KafkaConnectionError
+            if not _is_connection_error(exc):
+                raise
+            outage.failed(exc)
+        else:
+            outage.recovered()
+            return result
+        if await wait_or_stop(stop, backoff(outage.attempts, START_BACKOFF_INITIAL_SECONDS,
+                                            START_BACKOFF_MAX_SECONDS)):
+            return None
+    return None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    return isinstance(exc, (KafkaConnectionError, KafkaError))
+
+
+@dataclass
+class Worker:
+    """What a worker's main function gets: its settings, its name and the stop event."""
+
+    name: str
+    settings: Settings
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def stopped(self) -> None:
+        await self.stop.wait()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when stopping."""
+        return await wait_or_stop(self.stop, seconds)
+
+    @asynccontextmanager
+    async def database(self, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+        """A connection pool, created once PostgreSQL answers."""
+        pool = await until_up("PostgreSQL", lambda: asyncpg.create_pool(
+            self.settings.database_url, min_size=1, max_size=max_size), self.stop)
+        if pool is None:
+            raise asyncio.CancelledError
+        try:
+            yield pool
+        finally:
+            await pool.close()
+
+    @asynccontextmanager
+    async def broker(self, broker):  # FastStream KafkaBroker (services.platform.kafka.make_broker)
+        """Start a FastStream broker (its publishers and subscribers) once Kafka answers."""
+        async def start():
+            try:
+                await broker.start()
+            except BaseException:
+                try:
+                    await broker.stop()  # a half-started broker: stop it before the next try
+                except Exception:  # noqa: BLE001
+                    pass
+                raise
+            return broker
+
+        started = await until_up("Kafka", start, self.stop)
+        if started is None:
+            await broker.stop()
+            raise asyncio.CancelledError
+        try:
+            yield broker
+        finally:
+            await broker.stop()
+
+    @asynccontextmanager
+    async def singleton(self, pool: asyncpg.Pool, lock: str) -> AsyncIterator[bool]:
+        """Hold a PostgreSQL advisory lock named `lock` for the block: one such process runs at
+        a time, the others stand by until it stops. Yields False if stopped while waiting."""
+        async with pool.acquire() as conn:
+            announced = False
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock):
+                if not announced:
+                    log.info("%s: another process holds the lock %r; standing by", self.name, lock)
+                    announced = True
+                if await self.sleep(LOCK_POLL_SECONDS):
+                    yield False
+                    return
+            try:
+                yield True
+            finally:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    pass  # the connection is gone, and the lock with it
+
+
+def run_worker(name: str, main: Callable[[Worker], Awaitable[None]],
+               metrics_port: Callable[[Settings], int] | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT (the one signal handler), then let it stop cleanly."""
+    settings = configure(metrics_port)
+
+    async def amain() -> None:
+        worker = Worker(name, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop.set)
+        log.info("%s starting", name)
+        try:
+            await main(worker)
+        except asyncio.CancelledError:
+            if not worker.stop.is_set():
+                raise
+        log.info("%s stopped", name)
+
+    asyncio.run(amain())
+
+
+def run_http(app_factory: Callable[[Settings], object], host: Callable[[Settings], str],
+             port: Callable[[Settings], int]) -> None:
+    """Serve an HTTP app (FastAPI) with uvicorn, which handles SIGTERM and SIGINT itself."""
+    import uvicorn
+
+    settings = configure()
+    uvicorn.run(app_factory(settings), host=host(settings), port=port(settings), log_level="warning",
+                timeout_keep_alive=5)

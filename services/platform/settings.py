@@ -1,0 +1,168 @@
+"""Settings for every process, from the environment (prefix SHOPIFY_PRIMA_) or a .env file.
+
+A typo in a variable's value fails at start-up with the variable named; unknown SHOPIFY_PRIMA_*
+variables are refused too, so a misspelt name is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from urllib.parse import urlparse
+
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.inventory.buffer import BufferRules
+
+PREFIX = "SHOPIFY_PRIMA_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="forbid")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str = "postgresql://shopify_prima:shopify_prima@127.0.0.1:55432/shopify_prima"
+    event_store_schema: str = "event_store"
+
+    shopify_webhook_secret: SecretStr = SecretStr("sandbox-secret")
+    shopify_webhook_secret_previous: SecretStr | None = None  # accepted during a rotation
+
+    prima_base_url: str = "http://127.0.0.1:8090"
+    prima_api_key: SecretStr = SecretStr("sandbox-key")
+    prima_timeout_seconds: PositiveFloat = 5.0
+    prima_max_attempts: PositiveInt = 5
+    prima_backoff_initial_seconds: PositiveFloat = 0.2
+    prima_backoff_max_seconds: PositiveFloat = 5.0
+    prima_concurrency: PositiveInt = 16  # calls to Prima in flight at once (commands of different orders)
+
+    # Shopify Admin GraphQL (the sandbox by default; a shop's https://<shop>.myshopify.com in
+    # production). The API version is pinned; SHOPIFY.md lists the supported ones.
+    shopify_admin_url: str = "http://127.0.0.1:8091"
+    shopify_api_version: str = Field(default="2026-07", pattern=r"^20[0-9]{2}-(01|04|07|10)$")
+    shopify_access_token: SecretStr = SecretStr("sandbox-token")
+    shopify_timeout_seconds: PositiveFloat = 10.0
+    shopify_max_attempts: PositiveInt = 6
+    shopify_backoff_initial_seconds: PositiveFloat = 0.2
+    shopify_backoff_max_seconds: PositiveFloat = 10.0
+
+    # Inventory (DESIGN.md flow 5). Warehouse code in Prima -> Shopify location GID, one to one;
+    # a warehouse or location not in this map is an exception, never a guess.
+    inventory_location_map: dict[str, str] = {"WH-MAIN": "gid://shopify/Location/1"}
+    inventory_buffer: BufferRules = BufferRules()
+    inventory_batch_size: int = Field(default=250, ge=1, le=250)  # quantities per mutation
+    inventory_debounce_seconds: NonNegativeFloat = 0.5  # quiet time before a batch goes (gateway)
+    inventory_debounce_max_seconds: NonNegativeFloat = 5.0  # the longest a Prima change waits for its batch
+    inventory_full_sync_debounce_seconds: NonNegativeFloat = 5.0  # the same for a full comparison's repairs
+    inventory_full_sync_debounce_max_seconds: NonNegativeFloat = 120.0
+    inventory_reason: str = "correction"  # Shopify's reason on every inventorySetQuantities
+    inventory_full_sync_interval_seconds: NonNegativeFloat = 3600.0  # 0: only on demand
+    publishing_guard_draft: bool = False  # set products whose SKU has no active Prima item to DRAFT
+    prima_poll_interval_seconds: PositiveFloat = 1.0
+    prima_poll_page_size: int = Field(default=1000, ge=1, le=5000)
+
+    # Kafka consumers (services/platform/kafka.py): messages per batch, and what happens when a
+    # handler fails. A failure of a dependency (PostgreSQL, Kafka) is retried until it is back; any
+    # other failure is retried handler_max_attempts times, then the message is dead-lettered.
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_batch_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    handler_max_attempts: PositiveInt = 5
+    handler_backoff_initial_seconds: PositiveFloat = 0.5
+    handler_backoff_max_seconds: PositiveFloat = 30.0
+    relay_poll_interval_seconds: PositiveFloat = 0.05
+    relay_batch_size: PositiveInt = 500
+
+    ingest_host: str = "127.0.0.1"
+    ingest_port: PositiveInt = 8081
+    ops_api_host: str = "127.0.0.1"
+    ops_api_port: PositiveInt = 8080
+    # Bearer token the ops API requires on every request but /health and /metrics (reads and
+    # writes alike); the CLI sends it. Unset: the ops API refuses to start.
+    ops_api_token: SecretStr | None = None
+    metrics_host: str = "127.0.0.1"  # where the workers' /metrics listen (0.0.0.0 in containers)
+    order_decider_metrics_port: PositiveInt = 9101
+    outbox_relay_metrics_port: PositiveInt = 9102
+    prima_gateway_metrics_port: PositiveInt = 9103
+    projector_metrics_port: PositiveInt = 9104
+    stock_decider_metrics_port: PositiveInt = 9105
+    shopify_gateway_metrics_port: PositiveInt = 9106
+    prima_ingest_metrics_port: PositiveInt = 9107
+    catalog_reader_metrics_port: PositiveInt = 9108
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _supported_version(cls, value: str) -> str:
+        if value < "2026-07":
+            raise ValueError(f"Shopify API version {value} lacks what this integration needs "
+                             "(changeFromQuantity required, @idempotent): use 2026-07 or later")
+        return value
+
+    @field_validator("inventory_location_map")
+    @classmethod
+    def _one_to_one(cls, value: dict[str, str]) -> dict[str, str]:
+        locations = list(value.values())
+        doubled = sorted({loc for loc in locations if locations.count(loc) > 1})
+        if doubled:
+            raise ValueError(f"each Shopify location is fed by one warehouse; {doubled} appear twice")
+        bad = sorted(loc for loc in locations if not loc.startswith("gid://shopify/Location/"))
+        if bad:
+            raise ValueError(f"locations are Shopify GIDs (gid://shopify/Location/<id>), got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        known = {PREFIX + name.upper() for name in type(self).model_fields}
+        known |= {PREFIX + "PRIMA_SANDBOX_HOST", PREFIX + "PRIMA_SANDBOX_PORT", PREFIX + "SHOPIFY_SANDBOX_HOST",
+                  PREFIX + "SHOPIFY_SANDBOX_PORT", PREFIX + "STATE_DIR",
+                  PREFIX + "SHOPIFY_SANDBOX_PLAN"}
+        unknown = sorted(k for k in os.environ if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}: check the spelling")
+        return self
+
+    def eventsourcing_env(self, create_tables: bool = False) -> dict[str, str]:
+        """The eventsourcing library's PostgreSQL settings, from database_url. Only
+        `services.setup` creates the tables: concurrent DDL from several services races."""
+        url = urlparse(self.database_url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/"),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "",
+            "POSTGRES_PASSWORD": url.password or "",
+            "POSTGRES_SCHEMA": self.event_store_schema,
+            "CREATE_TABLE": "y" if create_tables else "n",
+            "POSTGRES_POOL_SIZE": "5",
+        }
+
+
+def use_env_file(path: str | os.PathLike[str]) -> None:
+    """Put a KEY=VALUE file's variables (deploy/local/stack.env) into the environment, except
+    those already set there: how the tests and benchmarks see the stack's configuration."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            name, sep, value = line.rstrip("\n").partition("=")
+            if sep and not name.startswith("#") and name.strip() and name.strip() not in os.environ:
+                os.environ[name.strip()] = value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,165 @@
+"""The Shopify gateway: commands from Kafka (shopify.commands.v1) to Shopify's Admin GraphQL,
+outcomes back to Kafka (shopify.outcomes.v1). The only writer of inventory to Shopify.
+
+Commands are gathered into debounce windows (services/platform/window.py): a window opens at its
+first command and closes when `inventory_batch_size` distinct inventory levels are pending, or
+when no command has come for `inventory_debounce_seconds` (at most
+`inventory_debounce_max_seconds` after it opened). A window holding only a full comparison's
+repairs waits longer (`inventory_full_sync_debounce_seconds`, at most `..._max_seconds`), so a
+run's repairs go out in full batches. The window's commands are written by the InventoryWriter
+(services/shopify/inventory_writer.py: newest per level, 250 per mutation, compare-and-set,
+idempotency keys); commands Shopify kept failing are parked (gateway.parked_commands); batches of
+many SKUs are journalled (gateway.shopify_inventory_batches). The window's offsets are committed
+only after every outcome is on Kafka: nothing lost, at least once; a redelivered command finds
+its level already set (compare-and-set) and is confirmed again.
+
+RetryParkedCommand (operator) sends a parked SetInventoryLevel or SetProductStatus again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from contracts.platform import RetryParkedCommand
+from contracts.prima.inventory import sku_key
+from contracts.shopify.inventory import SetInventoryLevel, SetProductStatus, ShopifyOutcome
+from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
+from services.platform.kafka import Delivery, Outgoing, headers_for, make_broker, publish_all
+from services.platform.metrics import COMMANDS_PARKED
+from services.platform.parking import ParkedCommands
+from services.platform.runner import Worker, run_worker
+from services.platform.settings import Settings
+from services.platform.window import WindowConsumer, WindowPolicy
+from services.shopify.admin import ShopifyAdmin
+from services.shopify.inventory_writer import (
+    BatchRecord,
+    InventoryWriter,
+    newest_status_per_product,
+    pair_of,
+    set_product_status,
+)
+
+log = logging.getLogger("shopify_prima.shopify_gateway")
+GROUP = "shopify-gateway"
+COMMANDS = {"SetInventoryLevel": SetInventoryLevel, "SetProductStatus": SetProductStatus}
+
+
+class DebounceWindow(WindowPolicy):
+    """A Prima change or an operator's release goes after the short debounce; a window of only
+    full-comparison repairs waits for the run's repairs, so they go out in full batches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def limits(self, messages: Sequence[Any]) -> tuple[float, float]:
+        s = self.settings
+        urgent = any(not isinstance(m, SetInventoryLevel) or m.origin != "full_comparison" for m in messages
+                     if m is not None)
+        if urgent:
+            return s.inventory_debounce_seconds, max(s.inventory_debounce_seconds, s.inventory_debounce_max_seconds)
+        return (s.inventory_full_sync_debounce_seconds,
+                max(s.inventory_full_sync_debounce_seconds, s.inventory_full_sync_debounce_max_seconds))
+
+    def full(self, messages: Sequence[Any]) -> bool:
+        levels = {pair_of(m) for m in messages if isinstance(m, SetInventoryLevel)}
+        return len(levels) >= self.settings.inventory_batch_size
+
+
+class ShopifyGateway:
+    """Commands -> outcomes (with parking and the batch journal), without Kafka: tests call
+    `execute` and `handle` directly."""
+
+    def __init__(self, settings: Settings, admin: ShopifyAdmin, pool: asyncpg.Pool,
+                 publish: Callable[[list[Outgoing]], Awaitable[Any]], *, outcomes_topic: str = SHOPIFY_OUTCOMES.name):
+        self.settings = settings
+        self.admin = admin
+        self.pool = pool
+        self.parked = ParkedCommands(pool)
+        self.writer = InventoryWriter(admin, settings)
+        self.publish = publish
+        self.outcomes_topic = outcomes_topic
+
+    async def execute(self, commands: Sequence[Any]) -> list[ShopifyOutcome]:
+        inventory = [c for c in commands if isinstance(c, SetInventoryLevel)]
+        statuses = [c for c in commands if isinstance(c, SetProductStatus)]
+        outcomes: list[ShopifyOutcome] = []
+        parked: list[tuple[Any, str, str, int]] = []
+        if inventory:
+            report = await self.writer.write(inventory)
+            outcomes.extend(report.outcomes)
+            by_id = {c.command_id: c for c in inventory}
+            parked.extend((by_id[o.command_id], by_id[o.command_id].sku, o.reason, o.attempts) for o in report.failed())
+            await self._journal(report.batches)
+        for command in newest_status_per_product(statuses):
+            outcome, park_reason, attempts = await set_product_status(self.admin, command)
+            outcomes.append(outcome)
+            if park_reason is not None:
+                parked.append((command, command.sku, park_reason, attempts))
+        await self.parked.park_many(parked, gateway="shopify")
+        for command, sku, reason, _ in parked:
+            COMMANDS_PARKED.labels(command=command.message_type).inc()
+            log.warning("parked %s %s (%s): %s", command.message_type, command.command_id, sku, reason)
+        return outcomes
+
+    async def handle(self, deliveries: list[Delivery[Any]]) -> None:
+        commands = []
+        for delivery in deliveries:
+            message = delivery.message
+            if isinstance(message, RetryParkedCommand):
+                if message.gateway != "shopify":
+                    continue
+                found = await self.parked.load(message.parked_command_id, COMMANDS)
+                if found is None:
+                    log.warning("retry of parked command %s: not parked here", message.parked_command_id)
+                    continue
+                await self.parked.mark_retried(found.command_id)
+                message = found
+            commands.append(message)
+        if not commands:
+            return
+        outcomes = await self.execute(commands)
+        await self.publish([Outgoing(self.outcomes_topic, sku_key(o.sku), o, headers_for(o)) for o in outcomes])
+
+    async def _journal(self, batches: Sequence[BatchRecord]) -> None:
+        if not batches:
+            return
+        await self.pool.executemany(
+            """INSERT INTO gateway.shopify_inventory_batches VALUES ($1, $2, $3, $4::jsonb, $5)
+               ON CONFLICT (reference_document_uri) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key,
+               adjustment_group_id = EXCLUDED.adjustment_group_id, commands = EXCLUDED.commands,
+               confirmed_at = EXCLUDED.confirmed_at""",
+            [(b.reference_document_uri, b.idempotency_key, b.adjustment_group_id, json.dumps(b.commands),
+              b.confirmed_at) for b in batches],
+        )
+
+
+def consumer(broker: Any, settings: Settings, gateway: ShopifyGateway, *, group: str = GROUP,
+             topic: Any = SHOPIFY_COMMANDS) -> WindowConsumer:
+    return WindowConsumer(broker, settings, group=group, topics=[topic],
+                          accepts=(*COMMANDS.values(), RetryParkedCommand), handler=gateway.handle,
+                          max_records=settings.inventory_batch_size, policy=DebounceWindow(settings))
+
+
+async def main(worker: Worker) -> None:
+    settings = worker.settings
+    broker = make_broker(settings, GROUP)
+    admin = ShopifyAdmin(settings)
+    try:
+        async with worker.database(max_size=3) as pool:
+            gateway = ShopifyGateway(settings, admin, pool, lambda out: publish_all(broker, out))
+            consumer(broker, settings, gateway)
+            log.info("Shopify gateway consuming %s (batches of %d, debounce %.2fs)", SHOPIFY_COMMANDS.name,
+                     settings.inventory_batch_size, settings.inventory_debounce_seconds)
+            async with worker.broker(broker):
+                await worker.stopped()
+    finally:
+        await admin.aclose()
+
+
+if __name__ == "__main__":
+    run_worker(GROUP, main, lambda s: s.shopify_gateway_metrics_port)
