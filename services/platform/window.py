@@ -24,19 +24,20 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from faststream.kafka import KafkaMessage
 
-from services.platform.kafka import Consumer, Delivery, _Redeliver, decode_record, message_type_of
+from services.platform.kafka import Consumer, _Redeliver, decode_record, message_type_of
 
 log = logging.getLogger("shopify_prima.window")
 
 
 class WindowPolicy:
     """When a window closes: `limits` gives (quiet seconds, cap seconds) for what it holds;
-    `full` says it holds enough to go at once."""
+    `full` gives the length of the prefix of its messages that fills it (to go at once, the rest
+    staying for the next window), or None while it is not full."""
 
     def limits(self, messages: Sequence[Any]) -> tuple[float, float]:
         raise NotImplementedError
 
-    def full(self, messages: Sequence[Any]) -> bool:
+    def full(self, messages: Sequence[Any]) -> int | None:
         raise NotImplementedError
 
 
@@ -71,9 +72,11 @@ class WindowConsumer(Consumer):
             self.window.extend(records)
             self.messages.extend(self._peek(records))
             self.last_arrival = now
-            if self.policy.full(self.messages):
-                await self._flush()
-                return
+            while (cut := self.policy.full(self.messages)) is not None:
+                await self._flush(cut)
+                self.opened = now
+                if generation != self.generation:
+                    return  # the flush was rolled back: everything is read again
         if self.timer is None or self.timer.done():
             self.timer = asyncio.create_task(self._close_when_due())
 
@@ -102,19 +105,23 @@ class WindowConsumer(Consumer):
                     return
             await asyncio.sleep(max(0.01, due - self._now()))
 
-    async def _flush(self) -> None:
-        """Handle the open window (the lock is held), then commit exactly its offsets."""
-        records, self.window, self.messages = self.window, [], []
+    async def _flush(self, count: int | None = None) -> None:
+        """Handle the open window, or its first `count` records (the lock is held), then commit
+        exactly their offsets: the records of one partition arrive in offset order, so what goes
+        is a prefix of each partition, and what stays comes after it."""
+        count = len(self.window) if count is None else count
+        records, self.window = self.window[:count], self.window[count:]
+        self.messages = self.messages[count:]
         if not records:
             return
         try:
             await self._handle(records)
         except _Redeliver:
-            self._seek_back(records)
+            self._seek_back(records + self.window)
             return
         except Exception:  # noqa: BLE001 - e.g. Kafka down while publishing: read the window again
             log.exception("%s: a window of %d messages failed; it will be read again", self.group, len(records))
-            self._seek_back(records)
+            self._seek_back(records + self.window)
             await asyncio.sleep(1.0)
             return
         offsets: dict[TopicPartition, int] = {}
@@ -137,8 +144,6 @@ class WindowConsumer(Consumer):
         for tp, offset in first.items():
             if tp in assigned:
                 self.consumer.seek(tp, offset)
+        self.window, self.messages = [], []
         self.generation += 1
 
-
-def deliveries_of(messages: Sequence[Delivery[Any]]) -> list[Any]:
-    return [d.message for d in messages]

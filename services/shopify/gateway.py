@@ -65,9 +65,16 @@ class DebounceWindow(WindowPolicy):
         return (s.inventory_full_sync_debounce_seconds,
                 max(s.inventory_full_sync_debounce_seconds, s.inventory_full_sync_debounce_max_seconds))
 
-    def full(self, messages: Sequence[Any]) -> bool:
-        levels = {pair_of(m) for m in messages if isinstance(m, SetInventoryLevel)}
-        return len(levels) >= self.settings.inventory_batch_size
+    def full(self, messages: Sequence[Any]) -> int | None:
+        """The prefix holding `inventory_batch_size` distinct levels (commands after it for a level
+        already in it go too: the newest per level wins within one batch)."""
+        levels: set[Any] = set()
+        for index, message in enumerate(messages):
+            if isinstance(message, SetInventoryLevel) and pair_of(message) not in levels:
+                if len(levels) == self.settings.inventory_batch_size:
+                    return index
+                levels.add(pair_of(message))
+        return len(messages) if len(levels) >= self.settings.inventory_batch_size else None
 
 
 class ShopifyGateway:

@@ -35,6 +35,7 @@ class Inventory:
         self.shopify = settings.shopify_admin_url
         self.prima_auth = {"Authorization": f"Bearer {settings.prima_api_key.get_secret_value()}"}
         self.http = httpx.AsyncClient(timeout=120)
+        self.ops_headers = {"Authorization": f"Bearer {settings.ops_api_token.get_secret_value()}"}
         self.database_url = settings.database_url
 
     async def ensure_locations(self) -> None:
@@ -90,16 +91,20 @@ class Inventory:
         return found[0]["reference_document_uri"]
 
     async def health(self, sku: str) -> dict | None:
-        r = await self.http.get(f"{self.ops}/inventory/{sku}")
+        r = await self.http.get(f"{self.ops}/inventory/{sku}", headers=self.ops_headers)
         return r.json() if r.status_code == 200 else None
 
     async def resync(self, timeout: float = 120) -> dict:
-        r = await self.http.post(f"{self.ops}/inventory/resync")
+        r = await self.http.post(f"{self.ops}/inventory/resync", headers=self.ops_headers)
         assert r.status_code in (200, 201, 202), r.text
         run_id = r.json()["run_id"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            run = (await self.http.get(f"{self.ops}/inventory/resync/{run_id}")).json()
+            response = await self.http.get(f"{self.ops}/inventory/resync/{run_id}", headers=self.ops_headers)
+            if response.status_code == 404:  # not recorded by the catalogue reader yet
+                await asyncio.sleep(0.2)
+                continue
+            run = response.json()
             status = run.get("run", run)["status"]
             if status in ("published", "failed"):
                 assert status == "published", run
@@ -233,7 +238,7 @@ async def test_a_variant_without_an_active_prima_item_is_an_exception(inv):
     deadline = time.monotonic() + 30
     found = []
     while time.monotonic() < deadline and not found:
-        rows = (await inv.http.get(f"{inv.ops}/exceptions", params={"source": "inventory"})).json()
+        rows = (await inv.http.get(f"{inv.ops}/exceptions", params={"source": "inventory"}, headers=inv.ops_headers)).json()
         rows = rows["exceptions"] if isinstance(rows, dict) else rows
         found = [e for e in rows if e.get("sku") == sku]
         await asyncio.sleep(0.2)
@@ -250,7 +255,7 @@ async def test_a_full_resync_of_10000_sku_locations_at_standard_rate_is_paced(in
     await inv.prima_stock([{"sku": s, "warehouse": "WH-MAIN", "available": 5 + i % 7} for i, s in enumerate(skus)])
     # Prima's levels reach every StockItem (none pushes: Shopify's variants are not read yet)
     deadline = time.monotonic() + 180
-    while (await inv.http.get(f"{inv.ops}/inventory/summary", params={"sku": prefix})).json()["states"][
+    while (await inv.http.get(f"{inv.ops}/inventory/summary", params={"sku": prefix}, headers=inv.ops_headers)).json()["states"][
             "not_in_shopify"] < n:
         assert time.monotonic() < deadline, "Prima's levels did not reach every StockItem"
         await asyncio.sleep(0.5)
@@ -261,7 +266,7 @@ async def test_a_full_resync_of_10000_sku_locations_at_standard_rate_is_paced(in
     await inv.resync(timeout=300)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        summary = (await inv.http.get(f"{inv.ops}/inventory/summary", params={"sku": prefix})).json()
+        summary = (await inv.http.get(f"{inv.ops}/inventory/summary", params={"sku": prefix}, headers=inv.ops_headers)).json()
         levels = await inv.http.get(f"{inv.shopify}/_sandbox/inventory", params={"sku_prefix": prefix})
         if levels.status_code == 200:
             rows = levels.json()["levels"] if isinstance(levels.json(), dict) else levels.json()
