@@ -83,11 +83,12 @@ class RelayTable(Generic[S]):
 
 
 class Relay(Generic[S]):
-    def __init__(self, table: RelayTable[S], settings: Settings, broker: KafkaBroker) -> None:
+    def __init__(self, table: RelayTable[S], settings: Settings, broker: KafkaBroker | None,
+                 app: Application | None = None) -> None:
         self.table = table
         self.settings = settings
         self.broker = broker
-        self.app = table.application(settings)
+        self.app = app if app is not None else table.application(settings)
         self.subjects: OrderedDict[UUID, S] = OrderedDict()
 
     # -- notifications to messages (no I/O but the subject lookup) ----------------------------
@@ -127,7 +128,7 @@ class Relay(Generic[S]):
                                     headers_for(message, correlation_id=str(envelope.aggregate_id),
                                                 causation_id=str(envelope.event_id),
                                                 event_type=getattr(message, "event_type", None) or
-                                                message.model_fields["message_type"].default)))
+                                                getattr(message, "message_type", type(message).__name__))))
         return out
 
     def read(self, after: int) -> tuple[list[Outgoing], int | None]:

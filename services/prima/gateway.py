@@ -109,7 +109,11 @@ class PrimaGateway:
             try:
                 response = await self.client.call(endpoint.method, endpoint.path(command), json=endpoint.body(command),
                                                   idempotency_key=command.idempotency_key, retry=True)
-                outcome = endpoint.done(command, response)
+                try:
+                    outcome = endpoint.done(command, response)
+                except (KeyError, TypeError, ValueError) as exc:  # a 2xx that is not what the contract says
+                    raise PrimaUnavailable(f"{endpoint.operation}: Prima's answer does not follow the contract: "
+                                           f"{type(exc).__name__}: {exc}", attempts=response.attempts) from exc
                 GATEWAY_CALLS.labels(endpoint.operation, "replayed" if getattr(outcome, "replayed", False)
                                      else "created").inc()
                 return Result(outcome, endpoint.key(command), False)
