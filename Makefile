@@ -42,7 +42,7 @@ up: venv
 	$(LOCAL)/services.sh start
 	@$(MAKE) --no-print-directory addresses
 
-# Ports follow the same SHOPIFY_PRIMA_*_PORT settings as the processes (services/config.py).
+# Ports follow the same SHOPIFY_PRIMA_*_PORT settings as the processes (services/platform/settings.py).
 addresses:
 	@echo
 	@echo "shopify-prima local stack is up"

@@ -21,12 +21,12 @@ if [[ -f "$STACK_ENV" ]]; then
   done <"$STACK_ENV"
 fi
 
-# Not SHOPIFY_PRIMA_*: services/config.py refuses unknown variables with that prefix.
+# Not SHOPIFY_PRIMA_*: services/platform/settings.py refuses unknown variables with that prefix.
 PYTHON="${SERVICES_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 START_TIMEOUT="${SERVICES_START_TIMEOUT:-60}"
 STOP_GRACE="${SERVICES_STOP_GRACE:-15}"
 
-# name | module | port setting (services/config.py or the sandbox) | default | path that
+# name | module | port setting (services/platform/settings.py or the sandbox) | default | path that
 # answers 200 once the process is up. Sandboxes first: the gateway calls Prima from the start.
 PROCESS_TABLE="
 prima_sandbox    sandboxes.prima          SHOPIFY_PRIMA_PRIMA_SANDBOX_PORT          8090 /health

@@ -48,7 +48,7 @@ from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.prima.client import ITEMS_PAGE_MAX, PrimaBadResponse, PrimaClient, PrimaRejected, PrimaUnavailable
 
-log = logging.getLogger("shopify_prima.prima_ingest")
+log = logging.getLogger("shopify_prima.prima_poller")
 
 FEEDS = ("items", "stock")
 BACKOFF_CAP_SECONDS = 30.0  # a failing feed is polled again after interval * 2^failures, at most this

@@ -58,8 +58,9 @@ class DebounceWindow(WindowPolicy):
 
     def limits(self, messages: Sequence[Any]) -> tuple[float, float]:
         s = self.settings
-        urgent = any(not isinstance(m, SetInventoryLevel) or m.origin != "full_comparison" for m in messages
-                     if m is not None)
+        # anything but a full comparison's repair goes after the short debounce, a message that
+        # did not decode too (it is dead-lettered at the flush, soon)
+        urgent = any(not isinstance(m, SetInventoryLevel) or m.origin != "full_comparison" for m in messages)
         if urgent:
             return s.inventory_debounce_seconds, max(s.inventory_debounce_seconds, s.inventory_debounce_max_seconds)
         return (s.inventory_full_sync_debounce_seconds,

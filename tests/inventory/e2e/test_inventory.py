@@ -159,7 +159,9 @@ async def sold_in_shopify(inv: Inventory, skus: list[str], prima_levels: dict[st
     await inv.shopify_variants([{"sku": s, "levels": {LOC: 0}} for s in skus])
     await inv.prima_stock([{"sku": s, "warehouse": "WH-MAIN", "available": prima_levels[s]} for s in skus])
     for sku in skus:
-        await inv.wait_health(sku, lambda h: any(r["prima_available"] == prima_levels[sku] for r in h["locations"]))
+        expected = prima_levels[sku]
+        await inv.wait_health(sku, lambda h, expected=expected: any(r["prima_available"] == expected
+                                                                    for r in h["locations"]))
     await inv.resync()
 
 

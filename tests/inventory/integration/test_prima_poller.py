@@ -1,13 +1,15 @@
-"""The Prima ingest against real PostgreSQL and Kafka and an in-process Prima sandbox.
+"""The Prima poller (services/prima/poller.py) against real PostgreSQL and Kafka and an
+in-process Prima sandbox, through the one Prima client and a FastStream broker.
 
-Isolation from the running stack: the sandbox has its own schema, the facts go to a topic made
-for this session (deleted afterwards), and every test's cursors have their own prefix.
+Isolation from the running stack: the sandbox and the cursors live in the inventory integration
+tests' throwaway database, the facts go to a topic made for this session (deleted afterwards),
+and every test's cursors have their own prefix. Failures are injected through the sandbox's
+fault switches (Prima), the client's transport (one request of several) and `publish` (Kafka).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,45 +17,55 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from contracts.inventory import BundleComponent, PrimaItemChanged, PrimaStockLevel, sku_key
+from contracts.prima.inventory import (
+    BundleComponent,
+    PrimaItemChanged,
+    PrimaStockLevel,
+    sku_key,
+)
+from contracts.topics import PRIMA_INVENTORY
 from sandboxes.prima.app import create_app
-from services import prima_ingest
-from services.prima_ingest import PrimaIngest
+from services.platform.kafka import Outgoing, make_broker, publish_all
+from services.platform.runner import Worker
+from services.prima.client import PrimaClient
+from services.prima.poller import PrimaIngest
+from tests.inventory.integration.support import end_offsets, published_since
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = "prima_ingest_test"
+SCHEMA = "prima_poller_test"
 KEY = "ingest-test-key"
-PARTITIONS = 3
 
 
 @pytest.fixture(scope="session")
-async def sandbox_url(database_url, serve_app):
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-    await prima_ingest.create_tables(conn)  # what services.setup does
-    await conn.close()
-    with serve_app(create_app(database_url, KEY, schema=SCHEMA), "the sandbox") as url:
+async def sandbox_url(scratch_url, serve_app):
+    with serve_app(create_app(scratch_url, KEY, schema=SCHEMA), "the sandbox") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-async def topic(kafka_bootstrap):
-    name = f"test.prima-ingest.{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])
-        yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
+async def topic(own_topic) -> str:
+    return (await own_topic("prima-inventory", like=PRIMA_INVENTORY)).name
+
+
+@pytest.fixture(scope="session")
+async def broker(settings, kafka_bootstrap):
+    """A FastStream broker that only publishes (what the poller's main gives it)."""
+    broker = make_broker(settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap}), "prima-poller-test")
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def pool(scratch_url):
+    pool = await asyncpg.create_pool(scratch_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture
@@ -61,13 +73,15 @@ async def sandbox(sandbox_url):
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=60) as client:
         r = await client.post("/_sandbox/reset", params={"items": "true", "stock": "true"})
         assert r.status_code == 200
+        (await client.delete("/_sandbox/faults")).raise_for_status()
         yield client
+        (await client.delete("/_sandbox/faults")).raise_for_status()
 
 
 @pytest.fixture
-def ingest_settings(settings, database_url, kafka_bootstrap, sandbox_url):
+def ingest_settings(settings, scratch_url, kafka_bootstrap, sandbox_url):
     return settings.model_copy(update={
-        "database_url": database_url, "kafka_bootstrap": kafka_bootstrap, "prima_base_url": sandbox_url,
+        "database_url": scratch_url, "kafka_bootstrap": kafka_bootstrap, "prima_base_url": sandbox_url,
         "prima_api_key": SecretStr(KEY), "prima_timeout_seconds": 2.0, "prima_poll_page_size": 1000,
         "prima_poll_interval_seconds": 0.1,
     })
@@ -79,26 +93,22 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def make_ingest(ingest_settings, topic, prefix, sandbox):
-    """PrimaIngest instances on the test topic and this test's cursors; closed afterwards."""
-    made: list[PrimaIngest] = []
+async def make_ingest(ingest_settings, pool, broker, topic, prefix, sandbox):
+    """PrimaIngest instances on the test topic and this test's cursors; their clients closed
+    afterwards. `publish=` replaces the broker's publish, `transport=` the client's HTTP."""
+    clients: list[PrimaClient] = []
 
-    async def make(**changes) -> PrimaIngest:
-        producer_factory = changes.pop("producer_factory", None)
-        ingest = PrimaIngest(ingest_settings.model_copy(update=changes), topic=topic, cursor_prefix=prefix,
-                             producer_factory=producer_factory)
-        await ingest.start()
-        made.append(ingest)
-        return ingest
+    async def make(publish=None, transport: httpx.AsyncBaseTransport | None = None, **changes) -> PrimaIngest:
+        settings = ingest_settings.model_copy(update=changes)
+        client = PrimaClient(settings, transport=transport)
+        clients.append(client)
+        return PrimaIngest(settings, pool, client, publish or (lambda out: publish_all(broker, out)), topic=topic,
+                           cursor_prefix=prefix)
 
     yield make
-    for ingest in made:
-        await ingest.close()
-    conn = await asyncpg.connect(ingest_settings.database_url)
-    try:
-        await conn.execute("DELETE FROM ingest.prima_cursors WHERE starts_with(feed, $1)", prefix)
-    finally:
-        await conn.close()
+    for client in clients:
+        await client.aclose()
+    await pool.execute("DELETE FROM ingest.prima_cursors WHERE starts_with(feed, $1)", prefix)
 
 
 @pytest.fixture
@@ -111,36 +121,6 @@ async def caught_up(make_ingest, sandbox):
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
-    finally:
-        await consumer.stop()
-
-
-async def published_since(bootstrap: str, mark: dict[TopicPartition, int]) -> list:
-    """Every record after `mark` (end offsets taken earlier), read by a fresh consumer."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = list(mark)
-        consumer.assign(parts)
-        for tp, offset in mark.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(parts)
-        records = []
-        deadline = time.monotonic() + 30
-        while any([await consumer.position(tp) < end[tp] for tp in parts]):
-            assert time.monotonic() < deadline, "could not read the topic to its end"
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                records += [r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)]]
-        return records
-    finally:
-        await consumer.stop()
 
 
 def stock_facts(records) -> list[PrimaStockLevel]:
@@ -190,7 +170,8 @@ async def test_a_stock_change_is_published_once_keyed_by_sku(caught_up, sandbox,
 
     [record] = await published_since(kafka_bootstrap, mark)
     assert record.key == sku_key("TEE-BLK-M") == b"TEE-BLK-M"
-    assert dict(record.headers) == {"message_type": b"PrimaStockLevel"}
+    headers = dict(record.headers)
+    assert (headers["message_type"], headers["content-type"]) == (b"PrimaStockLevel", b"application/json")
     fact = PrimaStockLevel.model_validate_json(record.value)
     assert (fact.sku, fact.warehouse, fact.available, fact.change_id) == ("TEE-BLK-M", "WH-MAIN", 7, row["change_id"])
     assert fact.changed_at == datetime.fromisoformat(row["changed_at"])
@@ -209,35 +190,22 @@ async def test_a_stock_change_is_published_once_keyed_by_sku(caught_up, sandbox,
     assert len(await published_since(kafka_bootstrap, mark)) == 1
 
 
-async def test_the_cursor_moves_only_after_kafka_acknowledged_the_page(make_ingest, caught_up, sandbox,
-                                                                       ingest_settings, database_url, prefix):
+async def test_the_cursor_moves_only_after_kafka_acknowledged_the_page(make_ingest, caught_up, sandbox, broker,
+                                                                       pool, prefix):
     before = await caught_up.cursor("stock")
-    seen_at_ack: list[str | None] = []
+    seen_at_ack: list[tuple[int, str | None]] = []
 
-    class WatchedProducer(AIOKafkaProducer):
-        async def send(self, *args, **kwargs):
-            future = await super().send(*args, **kwargs)
+    async def watched(messages: list[Outgoing]) -> None:
+        await publish_all(broker, messages)  # returns once Kafka acknowledged every message
+        # at the moment Kafka has acknowledged the page, the stored cursor is still the old one
+        seen_at_ack.append((len(messages), await pool.fetchval(
+            "SELECT cursor FROM ingest.prima_cursors WHERE feed = $1", f"{prefix}stock")))
 
-            async def acknowledged():
-                metadata = await future
-                # at the moment Kafka acknowledges, the stored cursor is still the old one
-                async with one_at_a_time:
-                    seen_at_ack.append(await conn.fetchval(
-                        "SELECT cursor FROM ingest.prima_cursors WHERE feed = $1", f"{prefix}stock"))
-                return metadata
-
-            return asyncio.ensure_future(acknowledged())
-
-    conn, one_at_a_time = await asyncpg.connect(database_url), asyncio.Lock()
-    try:
-        ingest = await make_ingest(producer_factory=lambda: WatchedProducer(
-            bootstrap_servers=ingest_settings.kafka_bootstrap, enable_idempotence=True, acks="all"))
-        await put_stock(sandbox, *({"sku": f"SOCK-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(5)))
-        result = await ingest.poll_once(["stock"])
-    finally:
-        await conn.close()
+    ingest = await make_ingest(publish=watched)
+    await put_stock(sandbox, *({"sku": f"SOCK-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(5)))
+    result = await ingest.poll_once(["stock"])
     assert result["stock"].published == 5
-    assert seen_at_ack == [before] * 5
+    assert seen_at_ack == [(5, before)]  # one page: published whole, then its cursor
     assert int(await ingest.cursor("stock")) == int(before) + 5
 
 
@@ -296,7 +264,8 @@ async def test_prima_failing_leaves_the_cursor_and_a_later_poll_publishes(caught
 
 
 class FailSecondRequest(httpx.AsyncBaseTransport):
-    """Prima answering 503 to the second request only (the sandbox's switches fail the next ones)."""
+    """Prima answering 503 to the second request only, through the client's transport (the sandbox's
+    switches fail the next requests, whichever they are)."""
 
     def __init__(self) -> None:
         self.inner, self.calls = httpx.AsyncHTTPTransport(), 0
@@ -319,14 +288,8 @@ async def test_a_failure_on_a_later_page_keeps_the_pages_before_and_skips_nothin
     mark = await end_offsets(kafka_bootstrap, topic)
     await put_stock(sandbox, *({"sku": f"LATER-{n:02d}", "warehouse": "WH-MAIN", "available": n} for n in range(12)))
 
-    real_http = ingest.http
-    ingest.http = httpx.AsyncClient(base_url=real_http.base_url, headers=real_http.headers,
-                                    transport=FailSecondRequest())
-    try:
-        result = await ingest.poll_once(["stock"])
-    finally:
-        await ingest.http.aclose()
-        ingest.http = real_http
+    flaky = await make_ingest(transport=FailSecondRequest(), prima_poll_page_size=5)  # the same cursors
+    result = await flaky.poll_once(["stock"])
     assert (result["stock"].outcome, result["stock"].published, result["stock"].pages) == ("prima_unavailable", 5, 1)
     assert await ingest.cursor("stock") == str(start + 5)  # page 1 is kept
 
@@ -339,17 +302,16 @@ async def test_a_failure_on_a_later_page_keeps_the_pages_before_and_skips_nothin
 
 async def test_kafka_unavailable_leaves_the_cursor(caught_up, make_ingest, sandbox, kafka_bootstrap, topic):
     cursor = await caught_up.cursor("stock")
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-    port = closed.getsockname()[1]
     failures_before = metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="kafka_error")
-    try:
-        broken = await make_ingest(kafka_bootstrap=f"127.0.0.1:{port}")
-        await put_stock(sandbox, {"sku": "TEE-BLK-L", "warehouse": "WH-MAIN", "available": 2})
-        result = await broken.poll_once(["stock"])
-    finally:
-        closed.close()
+
+    async def kafka_down(messages: list[Outgoing]) -> None:
+        raise KafkaConnectionError("injected: Unable to bootstrap from [('127.0.0.1', 9)]")
+
+    broken = await make_ingest(publish=kafka_down)
+    await put_stock(sandbox, {"sku": "TEE-BLK-L", "warehouse": "WH-MAIN", "available": 2})
+    result = await broken.poll_once(["stock"])
     assert (result["stock"].outcome, result["stock"].published) == ("kafka_error", 0)
+    assert "KafkaConnectionError" in result["stock"].error
     assert await caught_up.cursor("stock") == cursor
     assert metric("shopify_prima_prima_ingest_polls_total", feed="stock", outcome="kafka_error") == failures_before + 1
 
@@ -360,35 +322,32 @@ async def test_kafka_unavailable_leaves_the_cursor(caught_up, make_ingest, sandb
     assert (fact.sku, fact.available) == ("TEE-BLK-L", 2)
 
 
-async def test_a_failed_send_republishes_the_whole_page(make_ingest, caught_up, sandbox, ingest_settings,
-                                                        kafka_bootstrap, topic):
+async def test_a_failed_send_republishes_the_whole_page(make_ingest, caught_up, sandbox, broker, kafka_bootstrap,
+                                                        topic):
     cursor = await caught_up.cursor("stock")
+    calls = 0
 
-    class ThirdSendFails(AIOKafkaProducer):
-        sends = 0
+    async def third_send_fails(messages: list[Outgoing]) -> None:
+        """The first page: every message sent but the third, which Kafka never acknowledges."""
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await publish_all(broker, messages[:2] + messages[3:])
+            raise KafkaTimeoutError("injected: no acknowledgement")
+        await publish_all(broker, messages)
 
-        async def send(self, *args, **kwargs):
-            ThirdSendFails.sends += 1
-            if ThirdSendFails.sends == 3:
-                failed = asyncio.get_running_loop().create_future()
-                failed.set_exception(KafkaTimeoutError("injected: no acknowledgement"))
-                return failed
-            return await super().send(*args, **kwargs)
-
-    flaky = await make_ingest(producer_factory=lambda: ThirdSendFails(
-        bootstrap_servers=ingest_settings.kafka_bootstrap, enable_idempotence=True, acks="all"))
+    flaky = await make_ingest(publish=third_send_fails)
     mark = await end_offsets(kafka_bootstrap, topic)
     await put_stock(sandbox, *({"sku": f"FLAKY-{n}", "warehouse": "WH-MAIN", "available": n} for n in range(5)))
     result = await flaky.poll_once(["stock"])
     assert (result["stock"].outcome, result["stock"].published) == ("kafka_error", 0)
     assert "injected" in result["stock"].error
     assert await caught_up.cursor("stock") == cursor
-    assert flaky.producer is None  # dropped; the next poll starts a fresh one
 
-    result = await flaky.poll_once(["stock"])  # sends 6.. succeed
+    result = await flaky.poll_once(["stock"])
     assert (result["stock"].outcome, result["stock"].published) == ("ok", 5)
     facts = stock_facts(await published_since(kafka_bootstrap, mark))
-    # at least once: the four sent before and with the failure, then the page again, whole
+    # at least once: the four sent with the failure, then the page again, whole
     assert {f.sku for f in facts} == {f"FLAKY-{n}" for n in range(5)} and len(facts) == 9
     assert int(await caught_up.cursor("stock")) == max(f.change_id for f in facts)
 
@@ -431,10 +390,11 @@ async def test_the_seeded_bundle_on_a_first_poll(make_ingest, kafka_bootstrap, t
     assert facts["GIFT-WRAP"].item_type == "service" and facts["CAP-RETIRED"].active is False
 
 
-async def test_run_polls_until_stopped(make_ingest, sandbox):
+async def test_run_polls_until_stopped(make_ingest, sandbox, ingest_settings):
     ingest = await make_ingest()
-    stop = asyncio.Event()
-    task = asyncio.create_task(ingest.run(stop))
+    worker = Worker("prima-poller-test", ingest_settings)
+    stop = worker.stop
+    task = asyncio.create_task(ingest.run(worker))
     try:
         deadline = time.monotonic() + 20
         while (await ingest.cursor("stock")) is None:

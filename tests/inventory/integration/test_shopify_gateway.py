@@ -1,42 +1,44 @@
-"""The Shopify gateway against the Shopify sandbox over HTTP (uvicorn on a free loopback port),
-PostgreSQL for parking, and real Kafka for the consume-publish-commit loop."""
+"""The Shopify gateway against the Shopify sandbox over HTTP (uvicorn on a free loopback port):
+the writer's batches, compare-and-set, throttling and failures; ShopifyGateway with parking in
+PostgreSQL (the inventory integration tests' throwaway database); and the whole
+consume-window-write-publish-commit loop on real Kafka, on topics of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from pydantic import SecretStr
+from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr, TypeAdapter
 
-from contracts.inventory import (
+from contracts.platform import RetryParkedCommand
+from contracts.prima.inventory import sku_key
+from contracts.shopify.inventory import (
     InventoryLevelConfirmed,
     InventoryLevelFailed,
     InventoryLevelRejected,
     ProductStatusSet,
     SetInventoryLevel,
     SetProductStatus,
-    sku_key,
+    ShopifyOutcome,
 )
 from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
-from services.kafka import encode, headers_for
-from services.projector import topic_partitions
-from services.shopify_admin import ShopifyAdmin
-from services.shopify_gateway import (
+from services.platform.kafka import Delivery, Outgoing, make_broker, publish_all
+from services.shopify.admin import ShopifyAdmin
+from services.shopify.gateway import ShopifyGateway, consumer
+from services.shopify.inventory_writer import (
     BATCH_URI_PREFIX,
     InventoryWriter,
     Pending,
-    ShopifyGateway,
-    create_tables,
     idempotency_key,
     set_quantities_input,
 )
+from tests.inventory.integration.support import end_offsets, eventually, published_since
 
 pytestmark = pytest.mark.integration
 
@@ -83,13 +85,21 @@ async def admin(gw_settings):
         yield client
 
 
-@pytest.fixture
-async def pool(database_url):
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3)
-    async with pool.acquire() as conn:
-        await create_tables(conn)
+@pytest.fixture(scope="module")
+async def pool(scratch_url):
+    pool = await asyncpg.create_pool(scratch_url, min_size=1, max_size=3)
     yield pool
     await pool.close()
+
+
+class Published:
+    """The gateway's `publish`, into a list (the Kafka path is the last test's)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Outgoing] = []
+
+    async def __call__(self, messages: list[Outgoing]) -> None:
+        self.messages.extend(messages)
 
 
 async def make_catalog(sandbox: httpx.AsyncClient, n: int, level: int = 10, prefix: str | None = None) -> list[dict]:
@@ -246,17 +256,31 @@ async def test_permanent_failure_is_reported_failed_and_parked(sandbox, admin, g
     variants = await make_catalog(sandbox, 2, level=1)
     (await sandbox.post("/_sandbox/faults", json={"fail_next": 1000, "fail_status": 503})).raise_for_status()
     commands = [command_for(v, 4, 1) for v in variants]
-    gateway = ShopifyGateway(gw_settings, admin, pool)
-    outcomes = await gateway.handle(commands)
+    published = Published()
+    gateway = ShopifyGateway(gw_settings, admin, pool, published)
+    outcomes = await gateway.execute(commands)
     assert all(isinstance(o, InventoryLevelFailed) for o in outcomes) and len(outcomes) == 2
     assert outcomes[0].attempts == gw_settings.shopify_max_attempts
-    rows = await pool.fetch("SELECT * FROM gateway.parked_shopify_commands WHERE command_id = ANY($1::uuid[])",
+    rows = await pool.fetch("SELECT * FROM gateway.parked_commands WHERE command_id = ANY($1::uuid[])",
                             [c.command_id for c in commands])
     assert len(rows) == 2
-    assert {json.loads(r["command"])["sku"] for r in rows} == {v["sku"] for v in variants}
+    assert {r["gateway"] for r in rows} == {"shopify"}
+    assert {r["subject"] for r in rows} == {json.loads(r["command"])["sku"] for r in rows} == {
+        v["sku"] for v in variants}
+    assert {r["message_type"] for r in rows} == {"SetInventoryLevel"}
     assert all(r["attempts"] == gw_settings.shopify_max_attempts and "HTTP 503" in r["reason"] for r in rows)
     (await sandbox.delete("/_sandbox/faults")).raise_for_status()
     assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {1}
+
+    # the operator's RetryParkedCommand: the parked command is loaded and sent again
+    retry = RetryParkedCommand(command_id=uuid.uuid4(), requested_by="ops", requested_at=datetime.now(UTC),
+                               parked_command_id=commands[0].command_id, gateway="shopify")
+    await gateway.handle([Delivery(retry, "shopify-prima.operations.v1", 0, 0, None)])
+    [out] = published.messages
+    assert isinstance(out.message, InventoryLevelConfirmed) and out.message.command_id == commands[0].command_id
+    assert await level(sandbox, variants[0]["sku"]) == 4
+    assert await pool.fetchval("SELECT retried_at IS NOT NULL FROM gateway.parked_commands WHERE command_id = $1",
+                               commands[0].command_id)
 
 
 async def test_a_user_error_on_one_quantity_rejects_it_and_confirms_the_others(sandbox, admin, gw_settings):
@@ -301,74 +325,92 @@ async def test_set_product_status(sandbox, admin, gw_settings, pool):
     [variant] = await make_catalog(sandbox, 1, level=0)
     command = SetProductStatus(command_id=uuid.uuid4(), sku=variant["sku"], product_id=variant["product_id"],
                                status="DRAFT", reason="no active Prima item", issued_at=datetime.now(UTC))
-    [outcome] = await ShopifyGateway(gw_settings, admin, pool).handle([command])
+    [outcome] = await ShopifyGateway(gw_settings, admin, pool, Published()).execute([command])
     assert isinstance(outcome, ProductStatusSet) and outcome.status == "DRAFT"
 
 
 # ----------------------------------------------------------------------- through Kafka
 
 
-async def test_commands_from_kafka_become_outcomes_on_kafka(sandbox, gw_settings, pool):
-    variants = await make_catalog(sandbox, 30, level=5, prefix=f"KT{uuid.uuid4().hex[:6]}")
+async def through_kafka(settings, pool, own_topic, kafka_bootstrap, commands: list[SetInventoryLevel],
+                       wanted: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    """Run the gateway's consumer (a debounce window over its commands topic) on a real FastStream
+    broker, with topics of its own; publish `commands` all at once; wait until the `wanted`
+    commands are answered on the outcomes topic and the window's offsets are committed past
+    every command (a restart of the group would not see them again). The outcomes by command id,
+    with their records."""
+    commands_topic = await own_topic("shopify-commands", like=SHOPIFY_COMMANDS)
+    outcomes_topic = await own_topic("shopify-outcomes", like=SHOPIFY_OUTCOMES)
     group = f"shopify-gateway-test-{uuid.uuid4().hex[:8]}"
-    async with ShopifyAdmin(gw_settings) as admin:
-        gateway = ShopifyGateway(gw_settings, admin, pool, group_id=group, auto_offset_reset="latest")
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
+    mark = await end_offsets(kafka_bootstrap, outcomes_topic.name)
+    broker = make_broker(settings, group)
+    async with ShopifyAdmin(settings) as admin:
+        gateway = ShopifyGateway(settings, admin, pool, lambda out: publish_all(broker, out),
+                                 outcomes_topic=outcomes_topic.name)
+        consumer(broker, settings, gateway, group=group, topic=commands_topic)
+        await broker.start()
         try:
-            await asyncio.wait_for(gateway.ready.wait(), 30)
-            outcomes_consumer = AIOKafkaConsumer(bootstrap_servers=gw_settings.kafka_bootstrap, group_id=None,
-                                                 enable_auto_commit=False)
-            await outcomes_consumer.start()
-            parts = [TopicPartition(SHOPIFY_OUTCOMES.name, p)
-                     for p in await topic_partitions(gw_settings, SHOPIFY_OUTCOMES.name)]
-            outcomes_consumer.assign(parts)
-            await outcomes_consumer.seek_to_end(*parts)
-            for tp in parts:
-                await outcomes_consumer.position(tp)
-            producer = AIOKafkaProducer(bootstrap_servers=gw_settings.kafka_bootstrap, enable_idempotence=True, acks="all")
-            await producer.start()
-            now = datetime.now(UTC)
-            superseded = command_for(variants[0], 1, 5, now - timedelta(seconds=1))
-            commands = [superseded] + [command_for(v, 11, 5, now) for v in variants]
-            sent: dict[int, int] = {}
-            try:  # all at once: the older command for variants[0] and the newer one share a window
-                futures = [await producer.send(SHOPIFY_COMMANDS.name, encode(c), key=sku_key(c.sku),
-                                               headers=[(k, v.encode()) for k, v in headers_for(c).items()])
-                           for c in commands]
-                for meta in await asyncio.gather(*futures):
-                    sent[meta.partition] = max(sent.get(meta.partition, -1), meta.offset)
-            finally:
-                await producer.stop()
-            wanted = {c.command_id for c in commands[1:]}
-            seen: dict[uuid.UUID, dict] = {}
-            deadline = time.monotonic() + 30
-            try:
-                while wanted - set(seen) and time.monotonic() < deadline:
-                    batch = await outcomes_consumer.getmany(timeout_ms=500)
-                    for record in (r for rs in batch.values() for r in rs):
-                        headers = dict(record.headers or [])
-                        body = json.loads(record.value)
-                        if headers.get("gateway") == group.encode() and uuid.UUID(body["command_id"]) in wanted | {superseded.command_id}:
-                            assert record.key == sku_key(body["sku"])
-                            seen[uuid.UUID(body["command_id"])] = body
-            finally:
-                await outcomes_consumer.stop()
+            await publish_all(broker, [Outgoing(commands_topic.name, sku_key(c.sku), c) for c in commands])
+            sent = await end_offsets(kafka_bootstrap, commands_topic.name)
+            assert sum(sent.values()) == len(commands)
+
+            async def answered() -> bool:
+                records = await published_since(kafka_bootstrap, mark)
+                return {outcome_of(r).command_id for r in records} >= wanted
+
+            async def committed() -> bool:
+                check = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+                await check.start()
+                try:
+                    found = {tp: await check.committed(tp) for tp in sent}
+                finally:
+                    await check.stop()
+                return all(offset == 0 or (found[tp] or 0) >= offset for tp, offset in sent.items())
+
+            await eventually(answered, "the outcomes of every command", 60)
+            await eventually(committed, "the windows' offsets committed", 30)
         finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
+            await broker.stop()
+    return {outcome_of(r).command_id: (r, outcome_of(r)) for r in await published_since(kafka_bootstrap, mark)}
+
+
+async def test_commands_from_kafka_become_outcomes_on_kafka(sandbox, gw_settings, pool, own_topic, kafka_bootstrap):
+    variants = await make_catalog(sandbox, 30, level=5, prefix=f"KT{uuid.uuid4().hex[:6]}")
+    now = datetime.now(UTC)
+    superseded = command_for(variants[0], 1, 5, now - timedelta(seconds=1))
+    commands = [superseded] + [command_for(v, 11, 5, now) for v in variants]
+    wanted = {c.command_id for c in commands[1:]}
+    # all at once: the older command for variants[0] and the newer one share a window
+    seen = await through_kafka(gw_settings, pool, own_topic, kafka_bootstrap, commands, wanted)
     assert set(seen) == wanted  # every command answered, the superseded one by the newer one
-    assert {b["message_type"] for b in seen.values()} == {"InventoryLevelConfirmed"}
+    assert {type(o).__name__ for _, o in seen.values()} == {"InventoryLevelConfirmed"}
+    assert all(r.key == sku_key(o.sku) and dict(r.headers)["message_type"] == b"InventoryLevelConfirmed"
+               for r, o in seen.values())
     assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {11}
-    # the offsets were committed past every command: a restart of this group does not see them again
-    check = AIOKafkaConsumer(bootstrap_servers=gw_settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
-    await check.start()
-    try:
-        for partition, offset in sent.items():
-            committed = await check.committed(TopicPartition(SHOPIFY_COMMANDS.name, partition))
-            assert committed is not None and committed > offset
-    finally:
-        await check.stop()
+    assert set_calls(await stats(sandbox)) == 1  # 30 levels in one window: one mutation
+
+
+async def test_600_commands_from_kafka_go_out_in_full_batches_of_250(sandbox, gw_settings, pool, own_topic,
+                                                                    kafka_bootstrap):
+    """A window is flushed as soon as it holds 250 levels; the rest waits for the next one."""
+    prefix = f"KB{uuid.uuid4().hex[:6]}"
+    variants = await make_catalog(sandbox, 600, level=0, prefix=prefix)
+    commands = [command_for(v, 3, 0) for v in variants]
+    settings = gw_settings.model_copy(update={"inventory_debounce_seconds": 1.0})
+    seen = await through_kafka(settings, pool, own_topic, kafka_bootstrap, commands, {c.command_id for c in commands})
+    assert len(seen) == 600 and all(isinstance(o, InventoryLevelConfirmed) for _, o in seen.values())
+    assert set_calls(await stats(sandbox)) == 3
+    sizes = await pool.fetch(
+        "SELECT jsonb_array_length(commands) AS n FROM gateway.shopify_inventory_batches "
+        "WHERE commands->0->>'sku' LIKE $1", f"{prefix}-%")
+    assert sorted(r["n"] for r in sizes) == [100, 250, 250]
+
+
+OUTCOMES = TypeAdapter(ShopifyOutcome)
+
+
+def outcome_of(record) -> ShopifyOutcome:
+    return OUTCOMES.validate_json(record.value)
 
 
 # ------------------------------------------------------------- the client's catalogue helpers

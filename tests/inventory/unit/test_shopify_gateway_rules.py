@@ -1,25 +1,25 @@
 """The Shopify gateway's rules without I/O: batching, newest-wins per level, idempotency keys,
-level ids, userError routing, throttle pacing; and the client and writer against an in-memory
-Shopify (httpx.MockTransport, a fake clock and sleep)."""
+level ids, userError routing, throttle pacing, the debounce window; and the client and writer
+against an in-memory Shopify (httpx.MockTransport, a fake clock and sleep)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import httpx
 import pytest
 
-from contracts.inventory import (
+from contracts.platform import RetryParkedCommand
+from contracts.shopify.inventory import (
     InventoryLevelConfirmed,
     InventoryLevelFailed,
     InventoryLevelRejected,
     SetInventoryLevel,
+    SetProductStatus,
 )
-from services.config import Settings
-from services.shopify_admin import (
-    ShopifyAdmin,
+from services.platform.settings import Settings
+from services.shopify.admin import (
     ShopifyAuthError,
     ShopifyGraphQLError,
     ShopifyUnavailable,
@@ -28,7 +28,8 @@ from services.shopify_admin import (
     sku_search_query,
     throttle_backoff,
 )
-from services.shopify_gateway import (
+from services.shopify.gateway import DebounceWindow
+from services.shopify.inventory_writer import (
     BATCH_URI_PREFIX,
     InventoryWriter,
     Pending,
@@ -37,24 +38,31 @@ from services.shopify_gateway import (
     idempotency_key,
     level_id,
     newest_per_pair,
+    newest_status_per_product,
     quantity_index,
     reference_document_uri,
     set_quantities_input,
     split_user_errors,
 )
+from tests.inventory.fake_shopify import FakeClock, FakeShopify, cost, fake_admin
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LOC = "gid://shopify/Location/1"
 
 
 def cmd(item: int = 1, quantity: int = 5, change_from: int | None = 3, at: int = 0, location: str = LOC,
-        ref: str | None = None) -> SetInventoryLevel:
+        ref: str | None = None, origin: str = "prima_change") -> SetInventoryLevel:
     return SetInventoryLevel(
         command_id=uuid4(), sku=f"SKU-{item}", inventory_item_id=f"gid://shopify/InventoryItem/{item}",
         location_id=location, quantity=quantity, change_from_quantity=change_from,
         reference_document_uri=ref or f"prima://stock/WH-MAIN/SKU-{item}/{at + 1}",
-        issued_at=T0 + timedelta(seconds=at),
+        issued_at=T0 + timedelta(seconds=at), origin=origin,
     )
+
+
+def status_cmd(product: int = 1, status: str = "DRAFT", at: int = 0) -> SetProductStatus:
+    return SetProductStatus(command_id=uuid4(), sku=f"SKU-{product}", product_id=f"gid://shopify/Product/{product}",
+                            status=status, reason="guard", issued_at=T0 + timedelta(seconds=at))
 
 
 # ------------------------------------------------------------------------- batching rules
@@ -65,7 +73,7 @@ def test_newest_command_per_level_wins_and_the_older_are_superseded():
     late_but_older = cmd(1, 9, at=1)
     kept, superseded = newest_per_pair([old, other, new, late_but_older])
     assert kept == [new, other]
-    assert set(c.command_id for c in superseded) == {old.command_id, late_but_older.command_id}
+    assert {c.command_id for c in superseded} == {old.command_id, late_but_older.command_id}
 
 
 def test_the_same_command_twice_in_a_window_is_not_superseded_by_itself():
@@ -83,6 +91,60 @@ def test_same_item_at_two_locations_are_two_levels():
 def test_600_quantities_make_three_batches_of_at_most_250():
     assert [len(c) for c in chunks(list(range(600)), 250)] == [250, 250, 100]
     assert chunks([], 250) == []
+
+
+def test_newest_status_per_product_wins():
+    old, new, other = status_cmd(1, "DRAFT", at=0), status_cmd(1, "ACTIVE", at=2), status_cmd(2, at=1)
+    assert newest_status_per_product([new, other, old]) == [new, other]
+
+
+# -------------------------------------------------------------------- the debounce window
+
+WINDOW_SETTINGS = Settings(inventory_batch_size=3, inventory_debounce_seconds=0.5, inventory_debounce_max_seconds=5.0,
+                           inventory_full_sync_debounce_seconds=4.0, inventory_full_sync_debounce_max_seconds=120.0)
+
+
+def test_a_window_is_full_at_the_prefix_holding_exactly_the_batch_size_of_distinct_levels():
+    window = DebounceWindow(WINDOW_SETTINGS)
+    a, b, c, d = cmd(1), cmd(2), cmd(3), cmd(4)
+    a2, b2 = cmd(1, quantity=9, at=1), cmd(2, quantity=9, at=1)
+    assert window.full([a, b]) is None
+    assert window.full([a, a2, b, b2]) is None  # repeats of a level are not more levels
+    assert window.full([a, b, c]) == 3
+    # a repeat of a level already in the prefix goes with it (the newest wins within the batch);
+    # the first command of a fourth level starts the next window
+    assert window.full([a, b, a2, c, b2, d, a2]) == 5
+    assert window.full([a, b, c, a2]) == 4
+    # the same item at another location is another level
+    assert window.full([a, cmd(1, location="gid://shopify/Location/2"), b]) == 3
+
+
+def test_only_inventory_levels_fill_a_window():
+    window = DebounceWindow(WINDOW_SETTINGS)
+    retry = RetryParkedCommand(command_id=uuid4(), requested_by="ops", requested_at=T0, parked_command_id=uuid4(),
+                               gateway="shopify")
+    assert window.full([cmd(1), status_cmd(1), None, retry, status_cmd(2), cmd(2)]) is None
+    assert window.full([cmd(1), status_cmd(1), None, cmd(2), cmd(3)]) == 5
+
+
+def test_a_window_of_full_comparison_repairs_only_waits_longer():
+    window = DebounceWindow(WINDOW_SETTINGS)
+    repairs = [cmd(i, origin="full_comparison") for i in range(3)]
+    assert window.limits(repairs) == (4.0, 120.0)
+    # a record that did not decode (or a re-drive) is not held back: it is dead-lettered at the flush
+    assert window.limits([*repairs, None]) == (0.5, 5.0)
+    assert window.limits([None]) == (0.5, 5.0)
+    assert window.limits([*repairs, cmd(9)]) == (0.5, 5.0)  # one Prima change: the short debounce
+    for urgent in (cmd(9, origin="operator"), cmd(9, origin="buffer_change"), status_cmd(9)):
+        assert window.limits([*repairs, urgent]) == (0.5, 5.0), urgent
+
+
+def test_the_cap_of_a_window_is_never_shorter_than_its_quiet_time():
+    window = DebounceWindow(WINDOW_SETTINGS.model_copy(update={
+        "inventory_debounce_seconds": 2.0, "inventory_debounce_max_seconds": 1.0,
+        "inventory_full_sync_debounce_seconds": 9.0, "inventory_full_sync_debounce_max_seconds": 3.0}))
+    assert window.limits([cmd(1)]) == (2.0, 2.0)
+    assert window.limits([cmd(1, origin="full_comparison")]) == (9.0, 9.0)
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -191,71 +253,6 @@ def test_sku_search_query_quotes_what_needs_it():
 # --------------------------------------------------- client and writer, in-memory Shopify
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def cost(available=1000.0, requested=10, actual=10, maximum=1000.0, rate=100.0):
-    return {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                     "throttleStatus": {"maximumAvailable": maximum, "currentlyAvailable": available,
-                                        "restoreRate": rate}}}
-
-
-class FakeShopify:
-    """Levels in memory, inventorySetQuantities with compare-and-set, scripted answers first."""
-
-    def __init__(self):
-        self.levels: dict[tuple[str, str], int] = {}
-        self.script: list[httpx.Response] = []
-        self.requests: list[dict] = []
-        self.keys: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.requests.append(body)
-        if self.script:
-            return self.script.pop(0)
-        name, variables = body["operationName"], body["variables"]
-        if name == "InventorySetQuantities":
-            self.keys.append(variables["idempotencyKey"])
-            errors = []
-            quantities = variables["input"]["quantities"]
-            for i, q in enumerate(quantities):
-                pair = (q["inventoryItemId"], q["locationId"])
-                if pair not in self.levels:
-                    errors.append({"field": ["input", "quantities", str(i), "inventoryItemId"],
-                                   "code": "INVALID_INVENTORY_ITEM", "message": "The item does not exist"})
-                elif q["changeFromQuantity"] is not None and q["changeFromQuantity"] != self.levels[pair]:
-                    errors.append({"field": ["input", "quantities", str(i), "changeFromQuantity"],
-                                   "code": "CHANGE_FROM_QUANTITY_STALE", "message": "stale"})
-            if not errors:
-                for q in quantities:
-                    self.levels[(q["inventoryItemId"], q["locationId"])] = q["quantity"]
-            payload = {"inventoryAdjustmentGroup": None if errors else {"id": "gid://shopify/InventoryAdjustmentGroup/1",
-                                                                        "referenceDocumentUri": "x"},
-                       "userErrors": errors}
-            return httpx.Response(200, json={"data": {"inventorySetQuantities": payload}, "extensions": cost()})
-        if name == "InventoryLevels":
-            nodes = []
-            for level in variables["ids"]:
-                location, item = level.split("/")[-1].split("?inventory_item_id=")
-                pair = (f"gid://shopify/InventoryItem/{item}", f"gid://shopify/Location/{location}")
-                nodes.append(None if pair not in self.levels else {
-                    "id": level, "item": {"id": pair[0]}, "location": {"id": pair[1]},
-                    "quantities": [{"name": "available", "quantity": self.levels[pair]}]})
-            return httpx.Response(200, json={"data": {"nodes": nodes}, "extensions": cost()})
-        return httpx.Response(200, json={"errors": [{"message": f"unknown {name}"}]})
-
-
 @pytest.fixture
 def fake():
     return FakeShopify()
@@ -268,9 +265,7 @@ def clock():
 
 @pytest.fixture
 def admin(fake, clock):
-    settings = Settings(shopify_admin_url="http://shopify.test", shopify_max_attempts=3)
-    client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    return ShopifyAdmin(settings, client, clock=clock, sleep=clock.sleep)
+    return fake_admin(fake, clock)
 
 
 async def test_client_posts_the_named_document_with_the_token(admin, fake):

@@ -1,27 +1,40 @@
 """StockItem and CatalogItem decisions, given-when-then on their events (in-memory event store:
-pure logic only; the same application runs on PostgreSQL in the e2e tests)."""
+pure logic only; the same application runs on PostgreSQL in the integration and e2e tests).
+
+The facts are the domain's own values (domain/inventory/values.py), and so are the commands the
+aggregates record: a reloaded StockItem's pending push is an InventoryPush, not a dict."""
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from typing import get_args
 
 import pytest
+from eventsourcing.domain import DomainEvent
 
-from contracts.inventory import (
-    BundleComponent,
-    InventoryLevelConfirmed,
-    InventoryLevelFailed,
-    InventoryLevelRejected,
-    PrimaItemChanged,
-    PrimaStockLevel,
-    ShopifyLevel,
-    ShopifyVariantObserved,
-)
+from contracts.inventory.events import StockEvent
+from contracts.topics import members_of
 from domain.inventory.application import InventoryApplication, InventoryPolicy
 from domain.inventory.buffer import BufferRules
-from domain.inventory.domainmodel import CatalogItem
+from domain.inventory.domainmodel import CatalogItem, StockItem
+from domain.inventory.values import (
+    InventoryPush,
+    ProductStatusApplied,
+    ProductStatusChange,
+    PushException,
+)
+from services.inventory.outbox import ROUTES
+from tests.inventory.builders import (
+    LOC,
+    LOC2,
+    T0,
+    confirmed,
+    item,
+    parked,
+    rejected,
+    release,
+    stock,
+    variant,
+)
 
-LOC = "gid://shopify/Location/1"
-T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 POLICY = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=BufferRules(default=2))
 
 
@@ -32,45 +45,23 @@ def app():
     app.close()
 
 
-def stock(sku, available, change_id, warehouse="WH-MAIN"):
-    return PrimaStockLevel(sku=sku, warehouse=warehouse, available=available, change_id=change_id,
-                           changed_at=T0, polled_at=T0)
-
-
-def variant(sku, available, at=T0, status="ACTIVE", item="gid://shopify/InventoryItem/1"):
-    return ShopifyVariantObserved(sku=sku, variant_id=f"gid://shopify/ProductVariant/{sku}",
-                                  product_id=f"gid://shopify/Product/{sku}", product_status=status,
-                                  inventory_item_id=item, levels=(ShopifyLevel(location_id=LOC, available=available),),
-                                  observed_at=at, sync_run_id=uuid4())
-
-
-def item(sku, item_type="stock", active=True, components=(), at=T0):
-    return PrimaItemChanged(sku=sku, item_id=f"ITM-{sku}", description=sku, item_type=item_type, active=active,
-                            components=tuple(BundleComponent(sku=s, quantity=q) for s, q in components),
-                            updated_at=at, polled_at=at)
-
-
-def events(app, aggregate_id):
-    return [type(e).__name__ for e in app.repository.get(aggregate_id).collect_events()] or [
-        type(e).__name__ for e in app.events.get(aggregate_id)]
-
-
 def names(app, aggregate_id):
     return [type(e).__name__ for e in app.events.get(aggregate_id)]
 
 
-def pushes(app, sku, location=LOC):
+def pushes(app, sku, location=LOC) -> list[InventoryPush]:
     found = app.find_stock(sku, location)
-    return [e.command for e in app.events.get(found.id) if type(e).__name__ == "PushRequested"]
+    return [e.command for e in app.events.get(found.id) if isinstance(e, StockItem.PushRequested)]
 
 
 def test_a_stock_change_for_a_sku_sold_in_shopify_pushes_available_minus_buffer(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
-    assert command["quantity"] == 8
-    assert command["change_from_quantity"] == 0
-    assert command["inventory_item_id"] == "gid://shopify/InventoryItem/1"
-    assert command["reference_document_uri"] == "prima://stock/WH-MAIN/TEE?change=1"
+    assert command.quantity == 8
+    assert command.change_from_quantity == 0
+    assert command.inventory_item_id == "gid://shopify/InventoryItem/1"
+    assert command.reference_document_uri == "prima://stock/WH-MAIN/TEE?change=1"
+    assert (command.origin, command.issued_at) == ("prima_change", T0)
 
 
 def test_no_push_when_the_desired_level_equals_shopifys(app):
@@ -96,28 +87,26 @@ def test_a_repeated_or_older_prima_record_changes_nothing(app):
 def test_negative_prima_availability_is_clamped_to_zero(app):
     app.handle([variant("TEE", 4), stock("TEE", -3, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
-    assert command["quantity"] == 0
+    assert command.quantity == 0
 
 
 def test_a_confirmed_push_becomes_the_level_to_compare_against(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
-    app.handle([InventoryLevelConfirmed(command_id=command["command_id"], sku="TEE", inventory_item_id="x",
-                                        location_id=LOC, quantity=8, previous_quantity=0,
-                                        occurred_at=T0 + timedelta(seconds=1))], POLICY, T0)
-    item_ = app.find_stock("TEE", LOC)
-    assert (item_.shopify_level, item_.pending) == (8, None)
+    app.handle([confirmed(command, T0 + timedelta(seconds=1))], POLICY, T0)
+    found = app.find_stock("TEE", LOC)
+    assert (found.shopify_level, found.pending) == (8, None)
     app.handle([stock("TEE", 7, 2)], POLICY, T0)
     second = pushes(app, "TEE")[-1]
-    assert (second["quantity"], second["change_from_quantity"]) == (5, 8)
+    assert (second.quantity, second.change_from_quantity) == (5, 8)
 
 
 def test_a_new_level_while_a_push_is_pending_supersedes_it_with_the_same_compare_value(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1), stock("TEE", 6, 2)], POLICY, T0)
     first, second = pushes(app, "TEE")
-    assert (first["quantity"], second["quantity"]) == (8, 4)
-    assert second["change_from_quantity"] == 0  # Shopify has confirmed nothing since
-    assert first["command_id"] != second["command_id"]
+    assert (first.quantity, second.quantity) == (8, 4)
+    assert second.change_from_quantity == 0  # Shopify has confirmed nothing since
+    assert first.command_id != second.command_id
 
 
 def test_the_peak_window_buffer_changes_the_desired_level():
@@ -126,10 +115,11 @@ def test_the_peak_window_buffer_changes_the_desired_level():
     app = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     policy = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=rules)
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], policy, datetime(2026, 11, 26, tzinfo=UTC))
-    assert pushes(app, "TEE")[-1]["quantity"] == 8
+    assert pushes(app, "TEE")[-1].quantity == 8
     app.refresh([("TEE", LOC)], policy, datetime(2026, 11, 27, 1, tzinfo=UTC))
-    assert pushes(app, "TEE")[-1]["quantity"] == 5
+    assert (pushes(app, "TEE")[-1].quantity, pushes(app, "TEE")[-1].origin) == (5, "buffer_change")
     assert app.find_stock("TEE", LOC).buffer_rule == "peak bf: default"
+    app.close()
 
 
 def test_a_sku_not_in_shopify_gets_a_desired_level_but_no_push(app):
@@ -147,36 +137,47 @@ def test_a_warehouse_with_no_location_is_an_exception_not_a_guess(app):
     assert app.handle([stock("TEE", 11, 2, warehouse="WH-POPUP")], POLICY, T0).exceptions == []  # once
 
 
+def test_a_shopify_location_prima_does_not_feed_is_left_alone(app):
+    app.handle([stock("TEE", 10, 1), variant("TEE", 0, levels=((LOC, 0), (LOC2, 7)))], POLICY, T0)
+    assert app.find_stock("TEE", LOC2) is None
+    assert [p.location_id for p in pushes(app, "TEE")] == [LOC]
+
+
 def test_a_component_change_moves_its_bundles_level(app):
-    app.handle([item("TEE"), item("MUG"), item("GIFT-SET", "bundle", components=[("TEE", 1), ("MUG", 2)]),
+    app.handle([item("TEE"), item("MUG"), item("GIFT-SET", "bundle", components=(("TEE", 1), ("MUG", 2))),
                 variant("GIFT-SET", 0), stock("TEE", 10, 1), stock("MUG", 9, 2)], POLICY, T0)
     gift = app.find_stock("GIFT-SET", LOC)
     assert gift.prima_available == 4  # min(10/1, 9/2)
-    assert pushes(app, "GIFT-SET")[-1]["quantity"] == 2  # minus the default buffer of 2
+    assert pushes(app, "GIFT-SET")[-1].quantity == 2  # minus the default buffer of 2
     app.handle([stock("MUG", 20, 3)], POLICY, T0)
     assert app.find_stock("GIFT-SET", LOC).prima_available == 10
     app.handle([stock("TEE", 3, 4)], POLICY, T0)
     assert app.find_stock("GIFT-SET", LOC).prima_available == 3
-    assert pushes(app, "GIFT-SET")[-1]["quantity"] == 1
-    assert pushes(app, "GIFT-SET")[-1]["reference_document_uri"] == \
+    assert pushes(app, "GIFT-SET")[-1].quantity == 1
+    assert pushes(app, "GIFT-SET")[-1].reference_document_uri == \
         "prima://bundle/WH-MAIN/GIFT-SET?components=MUGx2,TEEx1"
 
 
 def test_the_bundle_index_is_rebuilt_from_the_log(app):
-    app.handle([item("GIFT-SET", "bundle", components=[("TEE", 1), ("MUG", 2)])], POLICY, T0)
+    app.handle([item("GIFT-SET", "bundle", components=(("TEE", 1), ("MUG", 2)))], POLICY, T0)
     fresh = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     fresh.recorder = app.recorder
-    fresh.load_bundle_index()
+    assert fresh.load_bundle_index() == 1
     assert fresh.bundles == {"GIFT-SET": {"TEE": 1, "MUG": 2}}
     assert fresh.bundles_of["MUG"] == {"GIFT-SET"}
+    fresh.close()
+
+
+def test_a_bundle_that_stops_being_one_leaves_the_index(app):
+    app.handle([item("GIFT-SET", "bundle", components=(("TEE", 1),))], POLICY, T0)
+    app.handle([item("GIFT-SET", "stock", at=T0 + timedelta(minutes=1))], POLICY, T0)
+    assert app.bundles == {} and app.bundles_of.get("TEE", set()) == set()
 
 
 def test_an_observation_older_than_a_confirmed_push_is_ignored(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
-    app.handle([InventoryLevelConfirmed(command_id=command["command_id"], sku="TEE", inventory_item_id="x",
-                                        location_id=LOC, quantity=8, previous_quantity=0,
-                                        occurred_at=T0 + timedelta(seconds=5))], POLICY, T0)
+    app.handle([confirmed(command, T0 + timedelta(seconds=5))], POLICY, T0)
     app.handle([variant("TEE", 0, at=T0 + timedelta(seconds=2))], POLICY, T0)
     assert app.find_stock("TEE", LOC).shopify_level == 8
     assert len(pushes(app, "TEE")) == 1
@@ -186,27 +187,46 @@ def test_drift_found_by_a_later_read_is_repaired(app):
     app.handle([variant("TEE", 8), stock("TEE", 10, 1)], POLICY, T0)
     app.handle([variant("TEE", 3, at=T0 + timedelta(minutes=5))], POLICY, T0)
     [command] = pushes(app, "TEE")
-    assert (command["quantity"], command["change_from_quantity"]) == (8, 3)
+    assert (command.quantity, command.change_from_quantity, command.origin) == (8, 3, "full_comparison")
 
 
 def test_a_rejected_push_is_an_exception_until_released(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
-    app.handle([InventoryLevelRejected(command_id=command["command_id"], sku="TEE", location_id=LOC,
-                                       code="ITEM_NOT_STOCKED_AT_LOCATION", reason="not stocked",
-                                       occurred_at=T0)], POLICY, T0)
-    assert app.find_stock("TEE", LOC).exception["kind"] == "push_rejected"
+    app.handle([rejected(command)], POLICY, T0)
+    exception = app.find_stock("TEE", LOC).exception
+    assert exception == PushException(kind="push_rejected", code="ITEM_NOT_STOCKED_AT_LOCATION",
+                                      reason="not stocked", command_id=command.command_id)
     app.handle([stock("TEE", 12, 2)], POLICY, T0)
     assert len(pushes(app, "TEE")) == 1  # no pushing into a known problem
-    app.release("TEE", LOC, "ops", POLICY, T0)
-    assert pushes(app, "TEE")[-1]["quantity"] == 10
+    result = app.handle([release("TEE")], POLICY, T0)
+    assert result.releases == [("TEE", LOC, True)]
+    assert (pushes(app, "TEE")[-1].quantity, pushes(app, "TEE")[-1].origin) == (10, "operator")
+    assert app.find_stock("TEE", LOC).exception is None
+
+
+def test_a_push_the_gateway_gave_up_on_is_an_exception_until_released(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([parked(command)], POLICY, T0)
+    exception = app.find_stock("TEE", LOC).exception
+    assert (exception.kind, exception.code, exception.reason) == ("push_failed", "gateway_gave_up", "HTTP 503")
+    assert app.handle([release("TEE")], POLICY, T0).releases == [("TEE", LOC, True)]
+    assert len(pushes(app, "TEE")) == 2
+
+
+def test_releasing_what_holds_no_exception_changes_nothing(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    result = app.handle([release("TEE"), release("NEVER-SEEN")], POLICY, T0)
+    assert result.releases == [("TEE", LOC, False), ("NEVER-SEEN", LOC, False)]
+    assert (result.applied, result.ignored) == (0, 2)
+    assert len(pushes(app, "TEE")) == 1
 
 
 def test_a_failure_of_a_superseded_command_changes_nothing(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1), stock("TEE", 6, 2)], POLICY, T0)
     first, _ = pushes(app, "TEE")
-    result = app.handle([InventoryLevelFailed(command_id=first["command_id"], sku="TEE", location_id=LOC,
-                                              attempts=6, reason="x", occurred_at=T0)], POLICY, T0)
+    result = app.handle([parked(first)], POLICY, T0)
     assert result.applied == 0
     assert app.find_stock("TEE", LOC).exception is None
 
@@ -223,14 +243,17 @@ def test_publishing_guard_drafts_the_product_when_switched_on_and_restores_it(ap
     app.handle([item("CAP", active=False), variant("CAP", 0)], policy, T0)
     catalog = app.find_catalog("CAP")
     assert catalog.guard["reason"] == "the Prima item is inactive"
-    assert catalog.status_command["status"] == "DRAFT"
+    assert catalog.status_command.status == "DRAFT"
     app.handle([variant("CAP", 0, at=T0 + timedelta(minutes=1))], policy, T0)
-    assert catalog.status_commands == 1  # asked once
-    app.handle([item("CAP", active=True, at=T0 + timedelta(minutes=2)),
-                variant("CAP", 0, at=T0 + timedelta(minutes=3), status="DRAFT")], policy, T0)
+    assert app.find_catalog("CAP").status_commands == 1  # asked once
+    drafted = app.find_catalog("CAP").status_command
+    app.handle([ProductStatusApplied(command_id=drafted.command_id, sku="CAP", product_id=drafted.product_id,
+                                     status="DRAFT", occurred_at=T0 + timedelta(minutes=2))], policy, T0)
+    app.handle([item("CAP", active=True, at=T0 + timedelta(minutes=3)),
+                variant("CAP", 0, at=T0 + timedelta(minutes=4), status="DRAFT")], policy, T0)
     catalog = app.find_catalog("CAP")
     assert catalog.guard is None
-    assert catalog.status_command["status"] == "ACTIVE"
+    assert (catalog.status_command.status, catalog.status_commands) == ("ACTIVE", 2)
 
 
 def test_a_variant_with_an_active_item_raises_nothing(app):
@@ -238,14 +261,30 @@ def test_a_variant_with_an_active_item_raises_nothing(app):
     assert app.find_catalog("TEE").guard is None
 
 
-def test_every_aggregate_event_is_named_in_the_stock_events_contract():
-    from typing import get_args
+def test_events_carry_domain_values_that_survive_the_event_store(app):
+    """The store holds the domain's values, transcoded; a reloaded aggregate has them back as
+    the same types (no dicts, no wire models)."""
+    policy = InventoryPolicy(location_map={"WH-MAIN": LOC}, rules=BufferRules(default=2), draft_unpublished=True)
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1), variant("CAP", 0)], policy, T0)
+    [command] = pushes(app, "TEE")
+    reloaded = app.repository.get(StockItem.create_id("TEE", LOC))  # from the stored events
+    assert isinstance(reloaded.pending, InventoryPush)
+    assert reloaded.pending == command
+    assert reloaded.pending.issued_at == T0 and reloaded.pending.issued_at.tzinfo is not None
+    status = app.repository.get(CatalogItem.create_id("CAP")).status_command
+    assert isinstance(status, ProductStatusChange) and status.status == "DRAFT"
 
-    from contracts.inventory import StockEventType
-    from domain.inventory.domainmodel import CatalogItem, StockItem
-    from eventsourcing.domain import DomainEvent
+    app.handle([rejected(command)], policy, T0)
+    assert isinstance(app.repository.get(reloaded.id).exception, PushException)
+    app.handle([release("TEE")], policy, T0)
+    [released] = [e for e in app.events.get(reloaded.id) if isinstance(e, StockItem.PushReleased)]
+    assert isinstance(released.previous, PushException) and released.previous.command_id == command.command_id
 
+
+def test_every_aggregate_event_is_named_in_the_stock_events_contract_and_the_relay_table():
     declared = {f"{cls.__name__}.{name}" for cls in (StockItem, CatalogItem)
                 for name, value in vars(cls).items() if isinstance(value, type) and issubclass(value, DomainEvent)
                 and name not in ("Created", "Event")}  # the library's base classes
-    assert declared == set(get_args(StockEventType))
+    published = {get_args(model.model_fields["event_type"].annotation)[0] for model in members_of(StockEvent)}
+    assert declared == published
+    assert declared == set(ROUTES)

@@ -1,0 +1,197 @@
+"""The stock decider's handler without the stack: wire messages in (as Deliveries, the way the
+platform Consumer hands them over), decisions out through the application's notification log
+(the outbox), on the in-memory event store. And once through the platform Consumer on
+FastStream's test broker, to show that a published PrimaStockLevel reaches the handler."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from itertools import count
+from typing import Any
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+from prometheus_client import REGISTRY
+
+from contracts.platform import ReleaseStockLevel
+from contracts.prima.inventory import sku_key
+from contracts.shopify.inventory import SetInventoryLevel
+from contracts.topics import (
+    OPERATIONS,
+    PRIMA_INVENTORY,
+    SHOPIFY_COMMANDS,
+    SHOPIFY_INVENTORY,
+    SHOPIFY_OUTCOMES,
+)
+from domain.inventory.application import InventoryApplication
+from domain.inventory.buffer import BufferRules
+from domain.inventory.domainmodel import StockItem
+from domain.inventory.values import InventoryPush
+from services.inventory.decider import ACCEPTS, StockDecider, policy_from
+from services.inventory.outbox import STOCK_RELAY
+from services.platform.kafka import Consumer, Delivery, encode, headers_for, make_broker
+from services.platform.outbox import Relay
+from services.platform.settings import Settings
+from tests.inventory.builders import (
+    LOC,
+    T0,
+    level_confirmed,
+    level_rejected,
+    prima_item,
+    prima_stock,
+    release_stock_level,
+    variant_observed,
+)
+
+SETTINGS = Settings(inventory_location_map={"WH-MAIN": LOC}, inventory_buffer=BufferRules(default=2))
+TOPIC_OF = {"PrimaStockLevel": PRIMA_INVENTORY, "PrimaItemChanged": PRIMA_INVENTORY,
+            "ShopifyVariantObserved": SHOPIFY_INVENTORY, "ReleaseStockLevel": OPERATIONS}
+
+
+class Decisions:
+    """The in-memory application, the decider over it, and what it has decided since the last look
+    (read from the notification log, as the outbox relay reads it)."""
+
+    def __init__(self) -> None:
+        self.app = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        self.decider = StockDecider(self.app, policy_from(SETTINGS))
+        self.relay = Relay(dataclasses.replace(STOCK_RELAY, application=lambda _: self.app), SETTINGS, broker=None)
+        self.position = 0
+        self.offsets = count()
+
+    async def handle(self, *messages: Any) -> None:
+        await self.decider.handle([self.delivery(m) for m in messages])
+
+    def delivery(self, message: Any) -> Delivery[Any]:
+        topic = TOPIC_OF.get(message.message_type, SHOPIFY_OUTCOMES)
+        return Delivery(message, topic.name, 0, next(self.offsets), sku_key(getattr(message, "sku", "")))
+
+    def new_events(self) -> list[Any]:
+        notifications = self.app.recorder.select_notifications(self.position + 1, 10_000)
+        if notifications:
+            self.position = notifications[-1].id
+        return [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
+
+    def pushes(self) -> list[InventoryPush]:
+        """The pushes decided since the last look (each a PushRequested in the log)."""
+        return [e.command for _, e in self.new_events() if isinstance(e, StockItem.PushRequested)]
+
+    def commands(self) -> list[SetInventoryLevel]:
+        """The SetInventoryLevel commands the relay would publish for what was decided since."""
+        return [out.message for n, _ in self.new_events() for out in self.relay.messages(n)
+                if out.topic == SHOPIFY_COMMANDS.name]
+
+    def close(self) -> None:
+        self.app.close()
+
+
+@pytest.fixture
+def decisions():
+    found = Decisions()
+    yield found
+    found.close()
+
+
+async def test_stock_then_a_variant_decides_one_set_inventory_level(decisions):
+    await decisions.handle(prima_stock("TEE", 10, 1))
+    assert decisions.pushes() == []  # not sold in Shopify yet: nothing to push
+
+    await decisions.handle(variant_observed("TEE", 0))
+    [push] = decisions.pushes()
+    assert isinstance(push, InventoryPush)
+    assert (push.sku, push.location_id, push.quantity, push.change_from_quantity) == ("TEE", LOC, 8, 0)
+    assert push.reference_document_uri == "prima://stock/WH-MAIN/TEE?change=1"
+
+
+async def test_the_decision_leaves_through_the_outbox_as_one_set_inventory_level(decisions):
+    await decisions.handle(prima_stock("TEE", 10, 1), variant_observed("TEE", 0))
+    [command] = decisions.commands()
+    assert isinstance(command, SetInventoryLevel)
+    assert (command.sku, command.location_id, command.quantity, command.change_from_quantity) == ("TEE", LOC, 8, 0)
+    assert command.inventory_item_id == "gid://shopify/InventoryItem/1"
+
+
+async def test_a_redelivered_batch_decides_nothing_again(decisions):
+    batch = [prima_stock("TEE", 10, 1), variant_observed("TEE", 0)]
+    await decisions.handle(*batch)
+    assert len(decisions.pushes()) == 1
+    await decisions.handle(*batch)
+    assert decisions.new_events() == []
+
+
+async def test_a_confirmed_push_is_the_next_compare_value(decisions):
+    await decisions.handle(prima_stock("TEE", 10, 1), variant_observed("TEE", 0))
+    [push] = decisions.pushes()
+    await decisions.handle(level_confirmed(push.command_id, "TEE", 8, 0, T0 + timedelta(seconds=1)),
+                           prima_stock("TEE", 5, 2))
+    [second] = decisions.pushes()
+    assert (second.quantity, second.change_from_quantity) == (3, 8)
+
+
+async def test_a_component_change_moves_its_bundle(decisions):
+    await decisions.handle(prima_item("TEE"), prima_item("MUG"),
+                           prima_item("GIFT-SET", "bundle", components=(("TEE", 1), ("MUG", 2))),
+                           variant_observed("GIFT-SET", 0, item="gid://shopify/InventoryItem/9"),
+                           prima_stock("TEE", 10, 1), prima_stock("MUG", 9, 2))
+    gift = [p for p in decisions.pushes() if p.sku == "GIFT-SET"]
+    assert gift[-1].quantity == 2  # min(10/1, 9/2) = 4, minus the buffer of 2
+
+    await decisions.handle(prima_stock("MUG", 30, 3))  # the mugs allow 15 now: the tees (10) limit it
+    [moved] = decisions.pushes()
+    assert (moved.sku, moved.quantity) == ("GIFT-SET", 8)
+    assert moved.reference_document_uri == "prima://bundle/WH-MAIN/GIFT-SET?components=MUGx2,TEEx1"
+    assert decisions.app.find_stock("GIFT-SET", LOC).prima_available == 10
+
+
+async def test_a_rejected_push_holds_the_sku_location_until_released(decisions):
+    await decisions.handle(prima_stock("TEE", 10, 1), variant_observed("TEE", 0))
+    [push] = decisions.pushes()
+    await decisions.handle(level_rejected(push.command_id, "TEE", T0))
+    assert decisions.app.find_stock("TEE", LOC).exception.kind == "push_rejected"
+
+    await decisions.handle(prima_stock("TEE", 12, 2), prima_stock("TEE", 14, 3))
+    assert decisions.pushes() == []  # no pushing into a known problem
+    await decisions.handle(release_stock_level("OTHER-SKU"))  # someone else's release changes nothing here
+    assert decisions.pushes() == []
+
+    await decisions.handle(release_stock_level("TEE", by="alice"))
+    [again] = decisions.pushes()
+    assert (again.quantity, again.change_from_quantity, again.origin) == (12, 0, "operator")
+    assert decisions.app.find_stock("TEE", LOC).exception is None
+
+
+async def test_the_handler_counts_the_facts_it_took(decisions):
+    def took(fact: str) -> float:
+        return REGISTRY.get_sample_value("shopify_prima_inventory_facts_total", {"fact": fact}) or 0.0
+
+    before = took("PrimaStockLevel"), took("ShopifyVariantObserved")
+    await decisions.handle(prima_stock("TEE", 10, 1), prima_stock("MUG", 3, 2), variant_observed("TEE", 0))
+    assert (took("PrimaStockLevel"), took("ShopifyVariantObserved")) == (before[0] + 2, before[1] + 1)
+
+
+async def test_a_published_prima_stock_level_reaches_the_handler_through_the_consumer(decisions):
+    """The platform Consumer on FastStream's test broker: decoded by its message_type header into
+    the model the topic declares, handed over as a batch of Deliveries."""
+    broker = make_broker(SETTINGS, "stock-decider-test")
+    seen: list[Delivery[Any]] = []
+
+    async def handler(deliveries: list[Delivery[Any]]) -> None:
+        seen.extend(deliveries)
+        await decisions.decider.handle(deliveries)
+
+    Consumer(broker, SETTINGS, group="stock-decider-test", topics=[PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_OUTCOMES],
+             accepts=ACCEPTS, handler=handler)
+    async with TestKafkaBroker(broker) as test_broker:
+        for message in (variant_observed("TEE", 0), prima_stock("TEE", 10, 1)):
+            topic = TOPIC_OF[message.message_type].name
+            await test_broker.publish(encode(message), topic, key=sku_key(message.sku), headers=headers_for(message))
+        release = release_stock_level("TEE")
+        await test_broker.publish(encode(release), OPERATIONS.name, key=b"TEE", headers=headers_for(release))
+
+    assert [type(d.message).__name__ for d in seen] == ["ShopifyVariantObserved", "PrimaStockLevel",
+                                                        "ReleaseStockLevel"]
+    assert (seen[1].topic, seen[1].key, seen[1].message) == (PRIMA_INVENTORY.name, b"TEE", prima_stock("TEE", 10, 1))
+    assert isinstance(seen[2].message, ReleaseStockLevel)
+    [push] = decisions.pushes()
+    assert (push.sku, push.quantity) == ("TEE", 8)
