@@ -69,7 +69,9 @@ class StockRelease(BaseModel):
     location_id: str = Field(min_length=1, max_length=255)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, operations_topic: str = OPERATIONS.name) -> FastAPI:
+    """The ops API. `operations_topic`: where operator commands go (tests give a topic of their
+    own, so that no process of a running stack acts on them)."""
     settings = settings or get_settings()
     if settings.ops_api_token is None or not settings.ops_api_token.get_secret_value():
         raise SystemExit("SHOPIFY_PRIMA_OPS_API_TOKEN is not set: the ops API does not run without a bearer token")
@@ -98,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = [Depends(require_token)]
 
     async def send(command: Any, key: bytes, detail: str) -> Accepted:
-        await publish_all(broker, [Outgoing(OPERATIONS.name, key, command)])
+        await publish_all(broker, [Outgoing(operations_topic, key, command)])
         return Accepted(command_id=command.command_id, message_type=command.message_type, detail=detail)
 
     def stamp(requested_by: str) -> dict[str, Any]:

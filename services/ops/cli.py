@@ -117,6 +117,8 @@ def status() -> None:
 def _subject(e: dict) -> str:
     if e.get("source") == "inventory":
         return f"{e['sku']}" + (f" @ {e['location_id']}" if e.get("location_id") else "")
+    if e.get("source") == "dead_letter":
+        return f"dead letter of {e['payload']['consumer_group']}"
     return f"{e['shopify_order_id']} {e['order_name']}"
 
 

@@ -1,5 +1,6 @@
 """The exported wire contracts (contracts/schemas/*.json, contracts/asyncapi.yaml) match the models,
-cover every topic, and describe what the services really put on Kafka: money as strings."""
+cover every topic and every message a topic carries, and describe what the services really put
+on Kafka: money as strings, and the headers every message carries."""
 
 from __future__ import annotations
 
@@ -18,25 +19,26 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from contracts import export
-from contracts.events import OrderEvent
-from contracts.events import SalesOrderRequested as SalesOrderRequestedEvent
-from contracts.prima import (
+from contracts.inventory.events import StockEvent
+from contracts.orders.events import OrderEvent
+from contracts.orders.events import SalesOrderRequested as SalesOrderRequestedEvent
+from contracts.prima.sales_orders import (
     CreateSalesOrder,
     PrimaOutcome,
-    SalesOrderCreated,
+    PrimaSalesOrderCreated,
     SalesOrderDraft,
     SalesOrderLine,
     SalesOrderShipping,
     SalesOrderTotals,
 )
-from contracts.shopify import ShopifyOrder, ShopifyOrderReceived
-from contracts.topics import ALL_TOPICS
-from services.kafka import encode  # what every producer puts on the wire
+from contracts.shopify.orders import ShopifyOrder, ShopifyOrderReceived
+from contracts.topics import ALL_TOPICS, members_of
+from services.platform.kafka import encode, headers_for  # what every producer puts on the wire
 
 D = Decimal
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 COMMAND_ID = UUID("7d0f3a52-5c1e-4d7e-9b7a-1f2e3d4c5b6a")
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures/shopify/orders-create-test-notification.json"
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures/shopify/orders-create-test-notification.json"
 
 
 def command() -> CreateSalesOrder:
@@ -109,6 +111,34 @@ def test_the_contract_table_covers_exactly_the_topics():
     assert sorted(c.topic.name for c in export.CONTRACTS) == sorted(t.name for t in ALL_TOPICS)
 
 
+def message_type_of(model: type[BaseModel]) -> str:
+    return model.model_fields["message_type"].default
+
+
+@pytest.mark.parametrize("topic", ALL_TOPICS, ids=lambda t: t.name)
+def test_every_topic_declares_its_messages_each_with_its_own_message_type(topic):
+    """Consumers decode a record by its message_type header into the model its topic declares
+    (services/platform/kafka.py decode_record): so a topic declares at least one model, and two
+    models share a message_type only as members of the topic's event union, told apart by
+    event_type."""
+    assert topic.messages, f"{topic.name} declares no message model"
+    by_type: dict[str, list[type[BaseModel]]] = {}
+    for model in topic.messages:
+        assert isinstance(message_type_of(model), str), f"{model.__name__} has no message_type default"
+        by_type.setdefault(message_type_of(model), []).append(model)
+    assert sorted(topic.message_types) == sorted(by_type)
+    for message_type, models in by_type.items():
+        decodes_to = topic.message_types[message_type]
+        if len(models) == 1:
+            assert decodes_to is models[0]
+            continue
+        assert set(members_of(decodes_to)) == set(models), f"{message_type}: not the topic's event union"
+        event_types = [m.model_fields["event_type"].default for m in models]
+        assert len(set(event_types)) == len(event_types), f"{message_type}: two members share an event_type"
+        for model in models:  # the union really tells them apart
+            assert type(TypeAdapter(decodes_to).validate_json(encode(sample(model)))) is model
+
+
 @pytest.mark.parametrize("topic", ALL_TOPICS, ids=lambda t: t.name)
 def test_every_topic_has_a_schema_file_and_a_channel(topic):
     schema = load_schema(topic.name)
@@ -126,6 +156,40 @@ def test_every_topic_has_a_schema_file_and_a_channel(topic):
     assert message["bindings"]["kafka"]["key"]["description"] == topic.key
     assert channel["bindings"]["kafka"]["partitions"] == topic.partitions
 
+    headers = message["headers"]["properties"]  # what headers_for puts on every message
+    assert {"message_type", "content-type"} <= set(message["headers"]["required"])
+    assert headers["message_type"]["enum"] == sorted(topic.message_types)
+    assert headers["content-type"]["const"] == "application/json"
+    if "event_type" in headers:  # the outbox relay's topics: each event type is named
+        kinds = {m.model_fields["event_type"].default if "event_type" in m.model_fields else message_type_of(m)
+                 for m in topic.messages}
+        assert headers["event_type"]["enum"] == sorted(kinds)
+
+
+def test_the_document_does_not_say_every_message_is_keyed_by_the_order_id():
+    doc = load_asyncapi()
+    assert "Every message is keyed by the Shopify order id" not in doc["info"]["description"]
+    assert {c["bindings"]["kafka"]["key"]["description"] for c in doc["components"]["messages"].values()} >= {
+        "Shopify order id", "SKU", "dead letter id"}
+
+
+def test_headers_say_where_correlation_and_causation_ids_are_set():
+    doc = load_asyncapi()
+    channel_of = {c["address"]: c for c in doc["channels"].values()}
+
+    def headers(topic: str) -> dict[str, Any]:
+        [ref] = channel_of[topic]["messages"].values()
+        return doc["components"]["messages"][ref["$ref"].removeprefix("#/components/messages/")]["headers"]
+
+    assert "correlation_id" in headers("shopify.orders.v1")["required"]  # the webhook id
+    for relayed in ("prima.commands.v1", "shopify-prima.order-events.v1", "shopify.commands.v1",
+                    "shopify-prima.stock-events.v1"):
+        assert {"correlation_id", "causation_id", "event_type"} <= set(headers(relayed)["required"]), relayed
+    for topic in ("prima.outcomes.v1", "shopify-prima.operations.v1", "shopify-prima.dead-letters.v1"):
+        # FastStream gives every message a correlation_id: a random one where the producer sets none
+        assert headers(topic)["required"] == ["message_type", "content-type", "correlation_id"], topic
+        assert headers(topic)["properties"]["correlation_id"]["description"] == export.FASTSTREAM_CORRELATION
+
 
 def test_asyncapi_operations_say_who_sends_and_receives_what():
     doc = load_asyncapi()
@@ -140,7 +204,7 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
         ("prima-gateway", "receive", "prima.commands.v1"),
         ("prima-gateway", "send", "prima.outcomes.v1"),
         ("projector", "receive", "shopify-prima.order-events.v1"),
-        ("prima-ingest", "send", "prima.inventory.v1"),
+        ("prima-ingest", "send", "prima.inventory.v1"),  # services.prima.poller
         ("catalog-reader", "send", "shopify.inventory.v1"),
         ("stock-decider", "receive", "prima.inventory.v1"),
         ("stock-decider", "receive", "shopify.inventory.v1"),
@@ -150,6 +214,11 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
         ("shopify-gateway", "receive", "shopify.commands.v1"),
         ("shopify-gateway", "send", "shopify.outcomes.v1"),
         ("projector", "receive", "shopify-prima.stock-events.v1"),
+        ("projector", "receive", "prima.inventory.v1"),  # the item master
+        ("ops-api", "send", "shopify-prima.operations.v1"),
+        *{(group, "receive", "shopify-prima.operations.v1") for group in export.CONSUMER_GROUPS},
+        *{(group, "send", "shopify-prima.dead-letters.v1") for group in (*export.CONSUMER_GROUPS, "outbox-relay")},
+        ("projector", "receive", "shopify-prima.dead-letters.v1"),
     }
     for op in doc["operations"].values():  # an operation's messages are its channel's
         for msg in op["messages"]:
@@ -209,7 +278,7 @@ def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: 
     errors: list[str] = []
     unknown = set(schema) - ANNOTATIONS - {
         "$ref", "type", "properties", "required", "items", "const", "enum", "anyOf", "oneOf",
-        "exclusiveMinimum", "minimum", "additionalProperties",
+        "exclusiveMinimum", "minimum", "maxLength", "additionalProperties",
     }
     assert not unknown, f"{path}: the test validator does not implement {sorted(unknown)}"
     if "$ref" in schema:
@@ -228,6 +297,8 @@ def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: 
         errors.append(f"{path}: {instance!r} <= {schema['exclusiveMinimum']}")
     if "minimum" in schema and not instance >= schema["minimum"]:
         errors.append(f"{path}: {instance!r} < {schema['minimum']}")
+    if "maxLength" in schema and len(instance) > schema["maxLength"]:
+        errors.append(f"{path}: longer than {schema['maxLength']}")
     if isinstance(instance, dict):
         for key in schema.get("required", ()):
             if key not in instance:
@@ -238,6 +309,8 @@ def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: 
                 errors += validate(value, props[key], root, f"{path}.{key}")
             elif schema.get("additionalProperties") is False:
                 errors.append(f"{path}: unexpected key {key!r}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors += validate(value, schema["additionalProperties"], root, f"{path}.{key}")
     if isinstance(instance, list) and "items" in schema:
         for i, item in enumerate(instance):
             errors += validate(item, schema["items"], root, f"{path}[{i}]")
@@ -274,15 +347,25 @@ def wire_messages() -> list[tuple[str, BaseModel]]:
         "command": command().model_dump(mode="json"),  # as the aggregate records it
     })
     outcome = TypeAdapter(PrimaOutcome).validate_python({
-        "message_type": "SalesOrderCreated", "command_id": COMMAND_ID, "shopify_order_id": 1001,
+        "message_type": "PrimaSalesOrderCreated", "command_id": COMMAND_ID, "shopify_order_id": 1001,
         "sales_order_number": "SO-000123", "status": "open", "occurred_at": NOW,
     })
-    assert isinstance(event, SalesOrderRequestedEvent) and isinstance(outcome, SalesOrderCreated)
+    stock_event = TypeAdapter(StockEvent).validate_python({
+        "event_type": "StockItem.PushRequested", "event_id": UUID("1b2c3d4e-5f60-4172-8394-a5b6c7d8e9f0"),
+        "sku": "MUG-WHT", "location_id": "gid://shopify/Location/1",
+        "aggregate_id": UUID("2c3d4e5f-6071-4283-94a5-b6c7d8e9f0a1"), "aggregate_version": 4, "timestamp": NOW,
+        "notification_id": 43, "desired": 5, "shopify_level": None,
+        "command": {"command_id": COMMAND_ID, "sku": "MUG-WHT", "inventory_item_id": "gid://shopify/InventoryItem/9",
+                    "location_id": "gid://shopify/Location/1", "quantity": 5, "change_from_quantity": 0,
+                    "reference_document_uri": "prima://stock/WH-MAIN/MUG-WHT?change=7", "issued_at": NOW},
+    })
+    assert isinstance(event, SalesOrderRequestedEvent) and isinstance(outcome, PrimaSalesOrderCreated)
     return [
         ("shopify.orders.v1", shopify_order_received()),
         ("prima.commands.v1", command()),
         ("prima.outcomes.v1", outcome),
         ("shopify-prima.order-events.v1", event),
+        ("shopify-prima.stock-events.v1", stock_event),
     ]
 
 
@@ -294,6 +377,51 @@ def test_a_serialized_message_validates_against_its_exported_schema(topic, messa
     schema = load_schema(topic)
     body = json.loads(encode(message))
     assert validate(body, schema, schema) == []
+
+
+def sample(tp: Any, optional: bool = True) -> Any:
+    """A value of type `tp` built from its annotations alone, so that every model a topic
+    declares has a message to check (with `optional` False, None wherever None is allowed)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return sample(args[0], optional)
+    if origin is typing.Literal:
+        return args[0]
+    if origin is typing.Union or origin is types.UnionType:
+        inner = [a for a in args if a is not type(None)]
+        return None if len(inner) < len(args) and not optional else sample(inner[0], optional)
+    if origin in (tuple, list):
+        return origin([sample(args[0], optional)])
+    if origin is dict:
+        return {sample(args[0], optional): sample(args[1], optional)}
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp(**{name: sample(field.annotation, optional) for name, field in tp.model_fields.items()})
+    return {str: "SKU-1", int: 1, bool: True, Decimal: D("12.50"), datetime: NOW, UUID: COMMAND_ID}[tp]
+
+
+EVERY_MESSAGE = [(topic.name, model) for topic in ALL_TOPICS for model in topic.messages]
+
+
+@pytest.mark.parametrize("optional", [True, False], ids=["optional-fields-set", "optional-fields-none"])
+@pytest.mark.parametrize(("topic", "model"), EVERY_MESSAGE, ids=[f"{t}:{m.__name__}" for t, m in EVERY_MESSAGE])
+def test_every_message_of_every_topic_validates_against_its_exported_schema(topic, model, optional):
+    schema = load_schema(topic)
+    message = sample(model, optional)
+    body = _no_floats(encode(message))
+    assert validate(body, schema, schema) == []
+    # and its headers are the ones the AsyncAPI document declares for the topic
+    doc = load_asyncapi()
+    [channel] = [c for c in doc["channels"].values() if c["address"] == topic]
+    [ref] = channel["messages"].values()
+    declared = doc["components"]["messages"][ref["$ref"].removeprefix("#/components/messages/")]["headers"]
+    # causation_id / event_type where the topic's producers set them (the outbox relay: the event
+    # id and the event type), correlation_id always (the producer's, else FastStream's own)
+    given = {"correlation_id": "a-correlation-id", "causation_id": "a-causation-id",
+             "event_type": getattr(message, "event_type", None) or message.message_type}
+    extra = {name: value for name, value in given.items() if name in declared["properties"]}
+    headers = headers_for(message, **extra)
+    assert validate(headers, declared, declared) == []
+    assert set(headers) == set(declared["properties"])
 
 
 def test_the_validator_rejects_a_float_amount_and_a_missing_key():
@@ -309,7 +437,7 @@ def test_the_validator_rejects_a_float_amount_and_a_missing_key():
 
     outcomes = load_schema("prima.outcomes.v1")
     wrong_variant = json.loads(encode(dict(WIRE_MESSAGES)["prima.outcomes.v1"]))
-    wrong_variant["message_type"] = "SalesOrderRejected"
+    wrong_variant["message_type"] = "PrimaSalesOrderRejected"
     assert validate(wrong_variant, outcomes, outcomes) == ["$: matches 0 of oneOf, not exactly one"]
 
 

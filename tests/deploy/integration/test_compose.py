@@ -3,24 +3,27 @@
 No Docker is needed: the files are read and cross-checked. A process added to
 docs/architecture.md or to deploy/local/services.sh must appear in compose, run a module that
 exists, listen where the others expect it, and be scraped by Prometheus if it serves /metrics;
-every file compose builds from or mounts must exist; every metric an alert or a dashboard panel
-queries must be one the code defines.
+every file compose builds from or mounts must exist; the image must hold every package and data
+file the processes load; every metric an alert or a dashboard panel queries must be one the code
+defines.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import os
 import pkgutil
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 PROMETHEUS = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
@@ -57,10 +60,10 @@ LOCAL_PROCESSES = [
 
 # Which sandbox each process calls (it must wait for it in compose).
 CALLS_SANDBOX = {
-    "services.prima_gateway": "sandboxes.prima",
-    "services.prima_ingest": "sandboxes.prima",
-    "services.shopify_gateway": "sandboxes.shopify",
-    "services.catalog_reader": "sandboxes.shopify",
+    "services.prima.gateway": "sandboxes.prima",
+    "services.prima.poller": "sandboxes.prima",
+    "services.shopify.gateway": "sandboxes.shopify",
+    "services.shopify.catalog_reader": "sandboxes.shopify",
 }
 
 
@@ -118,7 +121,8 @@ def scrape_targets() -> set[str]:
 def test_architecture_table_is_parsed():
     # Guards the tests below against a table format change that would make them vacuous.
     assert len(DOC_PROCESSES) >= 8, DOC_PROCESSES
-    assert {"services.ops_api", "services.shopify_ingest", "sandboxes.prima"} <= {p["module"] for p in DOC_PROCESSES}
+    assert {"services.ops.api", "services.shopify.ingest", "services.orders.decider", "services.inventory.decider",
+            "sandboxes.prima"} <= {p["module"] for p in DOC_PROCESSES}
 
 
 def test_compose_runs_every_python_process_of_the_architecture():
@@ -197,7 +201,8 @@ def test_prometheus_rule_files_are_mounted():
         assert {"ShopifyPrimaServiceDown", "ShopifyPrimaExceptionsOpen", "ShopifyPrimaNoWebhooks",
                 "ShopifyPrimaGatewayFailureRate", "ShopifyPrimaInventoryDrift", "ShopifyPrimaInventoryPushesFailing",
                 "ShopifyPrimaInventoryExceptionsOpen", "ShopifyPrimaPrimaIngestStale",
-                "ShopifyPrimaShopifyThrottled", "ShopifyPrimaCatalogReadFailed"} <= alerts
+                "ShopifyPrimaShopifyThrottled", "ShopifyPrimaCatalogReadFailed", "ShopifyPrimaDeadLetters",
+                "ShopifyPrimaProjectionHalted"} <= alerts
 
 
 def test_grafana_dashboards_use_the_provisioned_datasource():
@@ -217,9 +222,10 @@ def test_grafana_dashboards_use_the_provisioned_datasource():
         t["expr"] for path in dashboards for p in json.loads(path.read_text())["panels"] for t in p.get("targets", [])
     )
     for metric in ("shopify_prima_webhooks_received_total", "shopify_prima_webhooks_rejected_total",
-                   "shopify_prima_orders", "shopify_prima_prima_gateway_calls_total",
+                   "shopify_prima_read_model_rows", "shopify_prima_prima_gateway_calls_total",
                    "shopify_prima_webhook_to_sales_order_seconds_bucket", "faststream_received_processed_messages_total",
-                   "shopify_prima_inventory_levels", "shopify_prima_inventory_pushes_decided_total",
+                   "shopify_prima_messages_dead_lettered_total", "shopify_prima_handler_retries_total",
+                   "shopify_prima_inventory_pushes_decided_total",
                    "shopify_prima_shopify_gateway_commands_total", "shopify_prima_shopify_throttle_available_points",
                    "shopify_prima_shopify_query_cost_points_total", "shopify_prima_shopify_throttled_total",
                    "shopify_prima_shopify_gateway_batches_total", "shopify_prima_shopify_gateway_batch_quantities_bucket",
@@ -252,9 +258,9 @@ def test_python_services_start_after_setup(service: str):
 
 @pytest.mark.parametrize("service", sorted(PY_SERVICES))
 def test_python_service_environment_is_accepted_by_settings(service: str, monkeypatch: pytest.MonkeyPatch):
-    # services/config.py refuses unknown SHOPIFY_PRIMA_* variables: a misspelt one in compose
-    # would stop the container at start-up.
-    from services.config import Settings
+    # services/platform/settings.py refuses unknown SHOPIFY_PRIMA_* variables: a misspelt one in
+    # compose would stop the container at start-up.
+    from services.platform.settings import Settings
 
     for name in [n for n in os.environ if n.startswith("SHOPIFY_PRIMA_")]:
         monkeypatch.delenv(name)
@@ -269,14 +275,14 @@ def test_python_service_environment_is_accepted_by_settings(service: str, monkey
 def test_process_table_is_parsed():
     assert len(LOCAL_PROCESSES) >= 12, LOCAL_PROCESSES
     assert all(len(p) == 5 for p in LOCAL_PROCESSES), LOCAL_PROCESSES
-    assert {"services.stock_decider", "services.shopify_gateway", "services.prima_ingest",
-            "services.catalog_reader"} <= {p["module"] for p in LOCAL_PROCESSES}
+    assert {"services.inventory.decider", "services.shopify.gateway", "services.prima.poller",
+            "services.shopify.catalog_reader", "services.ops.api"} <= {p["module"] for p in LOCAL_PROCESSES}
 
 
 @pytest.mark.parametrize("process", LOCAL_PROCESSES, ids=lambda p: p["name"])
 def test_local_process_runs_in_compose_on_the_same_port(process: dict[str, str]):
     """`make up` and `docker compose up` run the same processes on the same ports."""
-    from services.config import PREFIX, Settings
+    from services.platform.settings import PREFIX, Settings
 
     name = service_for(process["module"])
     service = SERVICES[name]
@@ -285,7 +291,8 @@ def test_local_process_runs_in_compose_on_the_same_port(process: dict[str, str])
     field = process["port_var"].removeprefix(PREFIX).lower()
     if field in Settings.model_fields:
         assert Settings.model_fields[field].default == int(process["port"]), (
-            f"{process['port_var']} defaults to {Settings.model_fields[field].default} in services/config.py, "
+            f"{process['port_var']} defaults to {Settings.model_fields[field].default} in "
+            f"services/platform/settings.py, "
             f"{process['port']} in deploy/local/services.sh"
         )
     assert env.get(process["port_var"], process["port"]) == process["port"], (
@@ -353,8 +360,9 @@ def defined_metrics() -> set[str]:
     from prometheus_client import REGISTRY, CollectorRegistry
 
     for package in ("services", "projections"):
-        for module in pkgutil.iter_modules([str(ROOT / package)]):
-            importlib.import_module(f"{package}.{module.name}")
+        for module in pkgutil.walk_packages([str(ROOT / package)], f"{package}."):
+            if ".migrations" not in module.name:  # Alembic's env.py runs the migrations when imported
+                importlib.import_module(module.name)
     faststream = CollectorRegistry()
     MetricsContainer(faststream, metrics_prefix="faststream", custom_label_names=())
     suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -404,15 +412,90 @@ def test_dashboard_panels_name_metrics_the_code_defines(dashboard: str):
             assert not unknown, f"{dashboard}, panel {panel['title']!r}: {sorted(unknown)} not exposed by any process"
 
 
-def test_inventory_exception_kinds_are_alerted():
-    """Every inventory exception kind of the read model is in the inventory alert, and every
-    other kind in the order one: none is left out of both, none alerted twice."""
-    from projections.inventory_health import EXCEPTION_KINDS
+def test_every_read_models_exceptions_are_alerted():
+    """Each read model that declares exception kinds (projections/) has an alert on its open
+    exceptions, selected by read_model as the projector labels the gauge."""
+    from projections import READ_MODELS
 
-    def kinds(alert: str, op: str) -> set[str]:
-        match = re.search(r'shopify_prima_exceptions_open\{kind' + op + r'"([^"]+)"\}', ALERT_RULES[alert]["expr"])
-        assert match, f"{alert} does not select exception kinds with {op}"
-        return set(match[1].split("|"))
+    alerted = {match for rule in ALERT_RULES.values()
+               for match in re.findall(r'shopify_prima_exceptions_open\{[^}]*read_model="([^"]+)"', rule["expr"])}
+    assert alerted == {name for name, rm in READ_MODELS.items() if rm.exception_kinds}
 
-    assert kinds("ShopifyPrimaInventoryExceptionsOpen", "=~") == set(EXCEPTION_KINDS)
-    assert kinds("ShopifyPrimaExceptionsOpen", "!~") == set(EXCEPTION_KINDS)
+
+# ---------------------------------------------------------------- the image and its configuration
+
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGES = [p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
+DOCKERFILE = (ROOT / "deploy/Dockerfile").read_text()
+DOCKERIGNORE = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+
+def data_files(package: str) -> list[str]:
+    """Files of a package that are not modules of an importable package (those setuptools
+    installs only as package data): the migrations' versions and template, the contracts'
+    YAML, JSON and GraphQL files. READMEs are for people, not loaded by anything."""
+    top = ROOT / package
+    return sorted(
+        f.relative_to(top).as_posix() for f in top.rglob("*")
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".md")
+        and not (f.suffix == ".py" and (f.parent / "__init__.py").is_file())
+    )
+
+
+def test_the_image_copies_and_installs_every_package():
+    assert set(PACKAGES) == {"contracts", "domain", "services", "projections", "sandboxes"}
+    for package in PACKAGES:
+        assert re.search(rf"^COPY\s+{package}\s+\./{package}\s*$", DOCKERFILE, re.M), f"the image lacks {package}/"
+    assert re.search(r"^COPY\s+pyproject\.toml\s", DOCKERFILE, re.M)
+    assert re.search(r"^RUN pip install --no-deps \.", DOCKERFILE, re.M), "the project itself is not installed"
+    # the CLI entry point the image's default command runs is the one pyproject declares
+    assert PYPROJECT["project"]["scripts"]["shopify-prima"] == "services.ops.cli:app"
+    assert 'CMD ["shopify-prima"' in DOCKERFILE
+
+
+@pytest.mark.parametrize("package", ["contracts", "services", "sandboxes"])
+def test_every_data_file_is_package_data(package: str):
+    """`pip install .` in the image installs a package's non-module files only if
+    [tool.setuptools.package-data] names them: services.setup needs the migrations' versions."""
+    patterns = PYPROJECT["tool"]["setuptools"].get("package-data", {}).get(package, [])
+    missing = [f for f in data_files(package) if not any(fnmatch.fnmatch(f, p) for p in patterns)]
+    assert not missing, f"{package}: not in pyproject.toml's package-data, so not installed: {missing}"
+    if package == "services":
+        assert {"platform/migrations/script.py.mako", "platform/migrations/versions/0001_baseline.py"} <= set(
+            data_files(package))
+
+
+def test_the_build_context_keeps_what_the_image_copies():
+    """.dockerignore leaves out tests and caches, never a file of a package or the lock file."""
+    kept = ["requirements.lock", "pyproject.toml"] + [f"{p}/{f}" for p in PACKAGES for f in data_files(p)] + [
+        f"{p}/__init__.py" for p in PACKAGES]
+    for pattern in DOCKERIGNORE:
+        hit = [path for path in kept if fnmatch.fnmatch(path, pattern) or path.split("/")[0] == pattern]
+        assert not hit, f".dockerignore {pattern!r} leaves out {hit}"
+
+
+def test_the_ops_token_reaches_the_ops_api_container(monkeypatch: pytest.MonkeyPatch):
+    """The ops API refuses to start without its bearer token: compose passes the local stack's
+    one (deploy/local/stack.env, the env_file), as `make up` does."""
+    from services.ops.api import create_app
+    from services.platform.settings import Settings
+
+    stack = env_file_values({"env_file": ["deploy/local/stack.env"]})
+    assert stack.get("SHOPIFY_PRIMA_OPS_API_TOKEN"), "deploy/local/stack.env sets no ops API token"
+    service = SERVICES[service_for("services.ops.api")]
+    env = service_env(service)
+    assert env["SHOPIFY_PRIMA_OPS_API_TOKEN"] == stack["SHOPIFY_PRIMA_OPS_API_TOKEN"]
+    for name in [n for n in os.environ if n.startswith("SHOPIFY_PRIMA_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # as the container reads its environment
+    assert settings.ops_api_token.get_secret_value() == stack["SHOPIFY_PRIMA_OPS_API_TOKEN"]
+    create_app(settings)  # starts (the lifespan, which connects, is not run here)
+    with pytest.raises(SystemExit, match="SHOPIFY_PRIMA_OPS_API_TOKEN"):
+        create_app(settings.model_copy(update={"ops_api_token": None}))
+    # and its health check does not need the token
+    check = " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
+    assert "/health" in check

@@ -7,6 +7,8 @@ import os
 import time
 from copy import deepcopy
 from datetime import datetime
+from pathlib import Path
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -15,11 +17,13 @@ import yaml
 
 from sandboxes.prima.app import create_app
 
+PRIMA_OPENAPI = Path(__file__).resolve().parents[3] / "contracts" / "prima" / "openapi.yaml"
+
 pytestmark = pytest.mark.integration
 
 DATABASE_URL = os.environ.get("SHOPIFY_PRIMA_DATABASE_URL",
                               "postgresql://shopify_prima:shopify_prima@127.0.0.1:55432/shopify_prima")
-SCHEMA = "prima_sandbox_test"
+SCHEMA = f"prima_sandbox_test_{uuid4().hex[:8]}"  # a throwaway schema: the stack's sandbox keeps its own
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -67,8 +71,13 @@ async def base_url(serve_app):
     conn = await asyncpg.connect(DATABASE_URL)
     await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     await conn.close()
-    with serve_app(create_app(DATABASE_URL, KEY, schema=SCHEMA), "the sandbox") as url:
-        yield url
+    try:
+        with serve_app(create_app(DATABASE_URL, KEY, schema=SCHEMA), "the sandbox") as url:
+            yield url
+    finally:
+        conn = await asyncpg.connect(DATABASE_URL)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        await conn.close()
 
 
 @pytest.fixture
@@ -321,6 +330,7 @@ async def test_release_to_warehouse(client):
 async def test_openapi_document_matches_the_app(client, base_url):
     r = await client.get("/openapi.yaml")
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/yaml")
+    assert r.text == PRIMA_OPENAPI.read_text()  # the contract the Prima client is written against
     doc = yaml.safe_load(r.text)
     assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == "v1"
     assert doc["info"]["title"] == "Prima ERP API (as assumed by shopify-prima)"
