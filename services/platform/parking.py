@@ -4,13 +4,19 @@ and can be sent again (RetryParkedCommand) with its own idempotency key."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
 from pydantic import BaseModel
+
+from contracts.platform import RetryParkedCommand
+from services.platform.metrics import COMMANDS_PARKED
+
+log = logging.getLogger("shopify_prima.parking")
 
 
 class ParkedCommands:
@@ -24,6 +30,10 @@ class ParkedCommands:
         """(command, subject, reason, attempts) each; a command parked again adds its attempts."""
         if not parked:
             return
+        for command, subject, reason, attempts in parked:
+            COMMANDS_PARKED.labels(command=command.message_type).inc()
+            log.warning("%s gateway parked %s %s (%s) after %d attempts: %s", gateway, command.message_type,
+                        command.command_id, subject, attempts, reason)
         at = datetime.now(UTC)
         await self.pool.executemany(
             """INSERT INTO gateway.parked_commands
@@ -46,3 +56,31 @@ class ParkedCommands:
     async def mark_retried(self, command_id: UUID) -> None:
         await self.pool.execute("UPDATE gateway.parked_commands SET retried_at = now() WHERE command_id = $1",
                                 command_id)
+
+
+class Parking(Protocol):
+    async def load(self, command_id: UUID, models: dict[str, type[BaseModel]]) -> Any | None: ...
+
+    async def mark_retried(self, command_id: UUID) -> None: ...
+
+
+async def with_retries(parked: Parking, messages: Iterable[Any], *, gateway: str,
+                       models: dict[str, type[BaseModel]]) -> list[Any]:
+    """The commands to send: each message as it is, but a RetryParkedCommand for this gateway
+    replaced by the parked command it names (marked as retried); one for another gateway, or for
+    a command not parked here, left out."""
+    commands = []
+    for message in messages:
+        if isinstance(message, RetryParkedCommand):
+            if message.gateway != gateway:
+                continue
+            found = await parked.load(message.parked_command_id, models)
+            if found is None:
+                log.warning("retry of parked command %s: not parked by the %s gateway", message.parked_command_id,
+                            gateway)
+                continue
+            await parked.mark_retried(found.command_id)
+            log.info("retrying parked %s %s (asked by %s)", found.message_type, found.command_id, message.requested_by)
+            message = found
+        commands.append(message)
+    return commands

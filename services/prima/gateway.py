@@ -36,8 +36,8 @@ from contracts.prima.sales_orders import (
 )
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
 from services.platform.kafka import Consumer, Delivery, Outgoing, make_broker, publish_all
-from services.platform.metrics import COMMANDS_PARKED, GATEWAY_CALLS
-from services.platform.parking import ParkedCommands
+from services.platform.metrics import GATEWAY_CALLS
+from services.platform.parking import ParkedCommands, with_retries
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.prima.client import PrimaClient, PrimaRejected, PrimaResponse, PrimaUnavailable
@@ -124,25 +124,13 @@ class PrimaGateway:
                 GATEWAY_CALLS.labels(endpoint.operation, "parked").inc()
                 await self.parked.park(command, gateway="prima", subject=endpoint.subject(command),
                                        reason=str(exc), attempts=exc.attempts)
-                COMMANDS_PARKED.labels(command=command.message_type).inc()
-                log.warning("parked %s %s (%s) after %d attempts: %s", command.message_type, command.command_id,
-                            endpoint.subject(command), exc.attempts, exc)
                 return Result(endpoint.parked(command, exc), endpoint.key(command), True)
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
         """A batch: every command sent (one subject's in order), every outcome on Kafka."""
         by_subject: dict[str, list[Any]] = {}
-        for delivery in deliveries:
-            command = delivery.message
-            if isinstance(command, RetryParkedCommand):
-                if command.gateway != "prima":
-                    continue
-                found = await self.parked.load(command.parked_command_id, COMMANDS)
-                if found is None:
-                    log.warning("retry of parked command %s: not parked here", command.parked_command_id)
-                    continue
-                command = found
-                await self.parked.mark_retried(command.command_id)
+        for command in await with_retries(self.parked, (d.message for d in deliveries), gateway="prima",
+                                          models=COMMANDS):
             by_subject.setdefault(ENDPOINTS[command.message_type].subject(command), []).append(command)
 
         async def in_order(commands: list[Any]) -> list[Result]:

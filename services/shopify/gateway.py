@@ -30,8 +30,7 @@ from contracts.prima.inventory import sku_key
 from contracts.shopify.inventory import SetInventoryLevel, SetProductStatus, ShopifyOutcome
 from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
 from services.platform.kafka import Delivery, Outgoing, headers_for, make_broker, publish_all
-from services.platform.metrics import COMMANDS_PARKED
-from services.platform.parking import ParkedCommands
+from services.platform.parking import ParkedCommands, with_retries
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.platform.window import WindowConsumer, WindowPolicy
@@ -109,25 +108,11 @@ class ShopifyGateway:
             if park_reason is not None:
                 parked.append((command, command.sku, park_reason, attempts))
         await self.parked.park_many(parked, gateway="shopify")
-        for command, sku, reason, _ in parked:
-            COMMANDS_PARKED.labels(command=command.message_type).inc()
-            log.warning("parked %s %s (%s): %s", command.message_type, command.command_id, sku, reason)
         return outcomes
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
-        commands = []
-        for delivery in deliveries:
-            message = delivery.message
-            if isinstance(message, RetryParkedCommand):
-                if message.gateway != "shopify":
-                    continue
-                found = await self.parked.load(message.parked_command_id, COMMANDS)
-                if found is None:
-                    log.warning("retry of parked command %s: not parked here", message.parked_command_id)
-                    continue
-                await self.parked.mark_retried(found.command_id)
-                message = found
-            commands.append(message)
+        commands = await with_retries(self.parked, (d.message for d in deliveries), gateway="shopify",
+                                      models=COMMANDS)
         if not commands:
             return
         outcomes = await self.execute(commands)

@@ -3,53 +3,30 @@ commands to a throwaway operations topic (tests/ops/support.py says why)."""
 
 from __future__ import annotations
 
-import asyncio
-from urllib.parse import urlparse, urlunparse
-from uuid import uuid4
 
-import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi.testclient import TestClient
 
 from contracts.topics import OPERATIONS
 from services.ops import api as ops_api
-from services.platform import migrations
 from services.platform.settings import Settings
 from tests.ops.support import OperationsTap, seed
+from tests.support import scratch_database, throwaway_topics
 
 
 @pytest.fixture(scope="module")
 async def scratch_url(database_url):
     """A database of its own, its tables from the migrations, dropped afterwards."""
-    name = f"test_ops_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.InsufficientPrivilegeError:
-        pytest.fail("the test user may not CREATE DATABASE; these tests need a throwaway database")
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    try:
-        await asyncio.to_thread(migrations.upgrade, url)
+    async with scratch_database(database_url, "ops") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
 async def operations_topic(kafka_bootstrap):
     """A throwaway topic shaped like shopify-prima.operations.v1, which the ops API publishes to
     for the module's tests (no consumer of the running stack reads it)."""
-    name = f"test.ops.operations.{uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(name, num_partitions=OPERATIONS.partitions, replication_factor=1)])
-    try:
-        yield name
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
+    async with throwaway_topics(kafka_bootstrap) as make:
+        yield await make("ops.operations", partitions=OPERATIONS.partitions)
 
 
 @pytest.fixture(scope="module")

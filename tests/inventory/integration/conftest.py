@@ -4,50 +4,21 @@ here reads or writes the running stack's tables or topics."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import urlparse, urlunparse
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts.topics import TopicSpec
-from services.platform import migrations
-
-
-async def create_scratch_database(server_url: str, label: str) -> str:
-    """A new database with every table of the integration, on the test server (no new process)."""
-    name = f"shopify_prima_test_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.InsufficientPrivilegeError:
-        pytest.fail(f"the test user may not CREATE DATABASE on {urlparse(server_url).netloc}; these tests need a "
-                    "throwaway database so as not to touch the running stack's tables")
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(server_url)._replace(path=f"/{name}"))
-    await asyncio.to_thread(migrations.upgrade, url)
-    return url
-
-
-async def drop_scratch_database(server_url: str, url: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
+from tests.support import scratch_database
 
 
 @pytest.fixture(scope="session")
 async def scratch_url(database_url) -> AsyncIterator[str]:
     """A migrated throwaway database for the inventory integration tests, dropped at the end."""
-    url = await create_scratch_database(database_url, "inventory")
-    yield url
-    await drop_scratch_database(database_url, url)
+    async with scratch_database(database_url, "inventory") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
 
 from services.platform import migrations
+from tests.support import scratch_database
 
 
 def baseline_ddl() -> str:
@@ -39,14 +39,8 @@ TABLES = {
 
 @pytest.fixture
 async def empty_database(database_url):
-    name = f"test_migrations_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(database_url, "migrations", migrate=False) as url:
+        yield url
 
 
 async def tables(url: str) -> set[tuple[str, str]]:
