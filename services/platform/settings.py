@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     prima_max_attempts: PositiveInt = 5
     prima_backoff_initial_seconds: PositiveFloat = 0.2
     prima_backoff_max_seconds: PositiveFloat = 5.0
-    prima_concurrency: PositiveInt = 16  # calls to Prima in flight at once (commands of different orders)
+    prima_concurrency: PositiveInt = 8  # calls to Prima in flight at once (commands of different orders)
 
     # Shopify Admin GraphQL (the sandbox by default; a shop's https://<shop>.myshopify.com in
     # production). The API version is pinned; SHOPIFY.md lists the supported ones.

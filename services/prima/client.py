@@ -78,6 +78,10 @@ class PrimaClient:
             base_url=settings.prima_base_url,
             headers={"Authorization": f"Bearer {settings.prima_api_key.get_secret_value()}"},
             timeout=httpx.Timeout(settings.prima_timeout_seconds),
+            # no more connections than calls in flight: httpcore looks at every pooled connection
+            # on each request
+            limits=httpx.Limits(max_connections=settings.prima_concurrency,
+                                max_keepalive_connections=settings.prima_concurrency),
             transport=transport,
         )
 
