@@ -51,11 +51,10 @@ from sandboxes.shopify.orders import random_paid_order
 from sandboxes.shopify.webhooks import send_webhook
 
 from services.platform.settings import Settings
+from services.prima.client import PrimaClient
 
 SETTINGS = Settings()  # the same SHOPIFY_PRIMA_* settings as the services
 DATABASE_URL = SETTINGS.database_url
-PRIMA_BASE_URL = SETTINGS.prima_base_url
-PRIMA_API_KEY = SETTINGS.prima_api_key.get_secret_value()
 WEBHOOK_SECRET = SETTINGS.shopify_webhook_secret.get_secret_value()
 INGEST_URL = f"http://{SETTINGS.ingest_host}:{SETTINGS.ingest_port}/webhooks/shopify"
 PRIMA_SCHEMA = "prima_sandbox"  # sandboxes/prima/app.py SCHEMA
@@ -232,20 +231,13 @@ class Sent:
     send_span: float = 0.0
 
 
-async def active_stock_skus(client: httpx.AsyncClient) -> list[str]:
+async def active_stock_skus() -> list[str]:
+    """The SKUs of Prima's active stock items (through the integration's own Prima client)."""
     skus: list[str] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, str | int] = {"limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        resp = await client.get(f"{PRIMA_BASE_URL}/v1/items", params=params,
-                                headers={"Authorization": f"Bearer {PRIMA_API_KEY}"})
-        resp.raise_for_status()
-        page = resp.json()
-        skus += [i["sku"] for i in page["items"] if i["active"] and i["item_type"] == "stock"]
-        if not (cursor := page.get("next_cursor")):
-            return sorted(skus)
+    async with PrimaClient(SETTINGS) as prima:
+        async for page in prima.pages("/v1/items", "items", limit=500):
+            skus += [i["sku"] for i in page if i["active"] and i["item_type"] == "stock"]
+    return sorted(skus)
 
 
 async def send_all(client: httpx.AsyncClient, ids: list[int], skus: list[str], concurrency: int,
@@ -363,11 +355,9 @@ async def prima_check(pool: asyncpg.Pool, client: httpx.AsyncClient, ids: list[i
         ids)}
     # A sample through the API too, so the figure does not rest on the sandbox's tables alone.
     api_counts = []
-    for oid in random.Random(0).sample(ids, k=min(sample, len(ids))):
-        resp = await client.get(f"{PRIMA_BASE_URL}/v1/sales-orders", params={"external_reference": str(oid)},
-                                headers={"Authorization": f"Bearer {PRIMA_API_KEY}"})
-        resp.raise_for_status()
-        api_counts.append(len(resp.json()["sales_orders"]))
+    async with PrimaClient(SETTINGS) as prima:
+        for oid in random.Random(0).sample(ids, k=min(sample, len(ids))):
+            api_counts.append(len((await prima.get("/v1/sales-orders", external_reference=str(oid)))["sales_orders"]))
     return {
         "sales_orders": sum(r["n"] for r in per_ref),
         "orders_with_one": sum(1 for r in per_ref if r["n"] == 1),
@@ -395,7 +385,7 @@ async def run(args: argparse.Namespace) -> int:
     ids = [base + i for i in range(n)]
     limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as client:
-        skus = await active_stock_skus(client)
+        skus = await active_stock_skus()
         if not skus:
             console.print("[red]the Prima sandbox has no active stock items[/red]")
             return 2
