@@ -14,7 +14,7 @@ def main() -> None:
         env("SHOPIFY_PRIMA_PRIMA_API_KEY", "sandbox-key"),
     )
     uvicorn.run(app, host=env("SHOPIFY_PRIMA_PRIMA_SANDBOX_HOST", "127.0.0.1"),
-                port=int(env("SHOPIFY_PRIMA_PRIMA_SANDBOX_PORT", "8090")))
+                port=int(env("SHOPIFY_PRIMA_PRIMA_SANDBOX_PORT", "8090")), log_level="warning")
 
 
 if __name__ == "__main__":

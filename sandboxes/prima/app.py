@@ -45,10 +45,10 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     app = FastAPI(title=openapi_doc["info"]["title"], version="v1", lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
 
-    def store(request: Request) -> Store:
+    async def store(request: Request) -> Store:  # async: a sync dependency would run in a thread
         return request.app.state.store
 
-    def require_api_key(authorization: str = Header("")) -> None:
+    async def require_api_key(authorization: str = Header("")) -> None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
             raise ApiError("unauthorized", "send Authorization: Bearer <api key>", 401,
@@ -80,19 +80,39 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
                 return route.path
         return "(no route)"
 
-    @app.middleware("http")
-    async def _faults_and_counts(request: Request, call_next):
-        method, path = request.method, request.url.path
-        fault = await faults.apply(method, path)
-        if fault == "fail":
-            response = error(faults.config.fail_status, "injected_fault",
-                             "injected by the sandbox fault switch; nothing was done")
-        elif fault == "timeout":
-            response = error(504, "injected_timeout", "injected timeout; nothing was done")
-        else:
-            response = await call_next(request)
-        requests[f"{method} {route_path(request.scope)}"][str(response.status_code)] += 1
-        return response
+    class FaultsAndCounts:
+        """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a stream per
+        request): a fault switch answers before the request reaches its route; every answer is
+        counted per route and status."""
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            method, path = scope["method"], scope["path"]
+            status: list[int] = []
+
+            async def counted(message) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                await send(message)
+
+            fault = await faults.apply(method, path)
+            if fault == "fail":
+                response = error(faults.config.fail_status, "injected_fault",
+                                 "injected by the sandbox fault switch; nothing was done")
+                await response(scope, receive, counted)
+            elif fault == "timeout":
+                await error(504, "injected_timeout", "injected timeout; nothing was done")(scope, receive, counted)
+            else:
+                await self.inner(scope, receive, counted)
+            route = scope.get("route")  # set by the router once it matched (a fault answers before it)
+            requests[f"{method} {route.path if route is not None else route_path(scope)}"][
+                str(status[0] if status else 500)] += 1
+
+    app.add_middleware(FaultsAndCounts)
 
     # the API
     @app.get("/v1/health")

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
     token = settings.ops_api_token.get_secret_value().encode()
     broker = make_broker(settings, "ops-api")
 
-    def require_token(authorization: str = Header("", include_in_schema=False)) -> None:
+    async def require_token(authorization: str = Header("", include_in_schema=False)) -> None:
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
             raise HTTPException(401, "send Authorization: Bearer <ops API token>",
