@@ -223,6 +223,28 @@ def is_dependency_failure(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and is_dependency_failure(cause)
 
 
+# ------------------------------------------------------------------------------ dead letters
+
+
+def dead_letter(group: str, record: Any, reason: str, error: str, attempts: int) -> DeadLetter:
+    """The dead letter of a record (topic, partition, offset, key, value, headers) a group gave
+    up on: kept whole, its id stable for the group and position (a repeat is the same letter).
+    Logged without the body (it may carry customer data)."""
+    clean = _clean
+    log.error("%s: %s[%s]@%s dead-lettered: %s", group, record.topic, record.partition, record.offset, error[:300])
+    DEAD_LETTERED.labels(group=group, topic=record.topic, reason=reason).inc()
+    return DeadLetter(
+        dead_letter_id=uuid5(DEAD_LETTER_NAMESPACE, f"{group}/{record.topic}/{record.partition}/{record.offset}"),
+        group=group, topic=record.topic, partition=record.partition, offset=record.offset,
+        key_base64=base64.b64encode(record.key).decode() if record.key is not None else None,
+        value_base64=base64.b64encode(record.value or b"").decode(),
+        headers={clean(k): clean(v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+                 for k, v in record.headers or ()},
+        original_message_type=clean(message_type_of(record) or "") or None, reason=reason,
+        error=clean(error)[:2000], attempts=attempts, dead_lettered_at=datetime.now(UTC),
+    )
+
+
 # ------------------------------------------------------------------------------ the consumer
 
 
@@ -414,24 +436,11 @@ class Consumer:
         return letters
 
     def _letter(self, record: Any, reason: str, error: str, attempts: int) -> DeadLetter:
-        clean = _clean
-        log.error("%s: %s[%s]@%s dead-lettered: %s", self.group, record.topic, record.partition, record.offset,
-                  error[:300])
-        return DeadLetter(
-            dead_letter_id=uuid5(DEAD_LETTER_NAMESPACE, f"{self.group}/{record.topic}/{record.partition}/{record.offset}"),
-            group=self.group, topic=record.topic, partition=record.partition, offset=record.offset,
-            key_base64=base64.b64encode(record.key).decode() if record.key is not None else None,
-            value_base64=base64.b64encode(record.value or b"").decode(),
-            headers={clean(k): clean(v.decode(errors="replace") if isinstance(v, bytes) else str(v))
-                     for k, v in record.headers or ()},
-            original_message_type=clean(message_type_of(record) or "") or None, reason=reason,
-            error=clean(error)[:2000], attempts=attempts,
-            dead_lettered_at=datetime.now(UTC),
-        )
+        return dead_letter(self.group, record, reason, error, attempts)
 
     def _letter_of(self, delivery: Delivery[Any], error: str, attempts: int) -> DeadLetter:
         message = delivery.message
-        record = _Record(delivery.topic, delivery.partition, delivery.offset, delivery.key,
+        record = Record(delivery.topic, delivery.partition, delivery.offset, delivery.key,
                          encode(message) if isinstance(message, BaseModel) else b"",
                          [(k, v.encode()) for k, v in headers_for(message).items()])
         letter = self._letter(record, "handler_failed", error, attempts)
@@ -442,8 +451,6 @@ class Consumer:
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         await publish_all(self.broker, [Outgoing(self.dead_letter_topic, str(letter.dead_letter_id).encode(), letter)
                                         for letter in letters])
-        for letter in letters:
-            DEAD_LETTERED.labels(group=self.group, topic=letter.topic, reason=letter.reason).inc()
 
     def _redrive(self, record: Any) -> Delivery[Any] | None:
         try:
@@ -454,7 +461,7 @@ class Consumer:
             return None
         if command.group != self.group:
             return None
-        original = _Record(command.topic, -1, -1,
+        original = Record(command.topic, -1, -1,
                            base64.b64decode(command.key_base64) if command.key_base64 else None,
                            base64.b64decode(command.value_base64),
                            [(k, v.encode()) for k, v in command.headers.items()])
@@ -485,7 +492,9 @@ class _Redeliver(Exception):
 
 
 @dataclass(frozen=True)
-class _Record:
+class Record:
+    """What a dead letter keeps of a message (a consumer record has these attributes too)."""
+
     topic: str
     partition: int
     offset: int

@@ -16,12 +16,11 @@ it never stops the log behind it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid5
 
@@ -30,10 +29,9 @@ from eventsourcing.application import Application
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
-from contracts.platform import DeadLetter
 from contracts.topics import DEAD_LETTERS, TopicSpec
-from services.platform.kafka import DEAD_LETTER_NAMESPACE, Outgoing, headers_for, publish_all
-from services.platform.metrics import DEAD_LETTERED, OUTBOX_POSITION, OUTBOX_RELAYED
+from services.platform.kafka import Outgoing, Record, dead_letter, headers_for, publish_all
+from services.platform.metrics import OUTBOX_POSITION, OUTBOX_RELAYED
 from services.platform.runner import Outage, Worker, backoff
 from services.platform.settings import Settings
 
@@ -143,18 +141,11 @@ class Relay(Generic[S]):
         return out, (notifications[-1].id if notifications else None)
 
     def _dead_letter(self, notification: Any, exc: Exception) -> Outgoing:
-        group = f"outbox-relay.{self.table.name}"
-        log.error("%s: notification %s (%s) cannot be relayed and is dead-lettered: %s: %s", group,
-                  notification.id, notification.topic, type(exc).__name__, exc)
-        DEAD_LETTERED.labels(group=group, topic=notification.topic, reason="handler_failed").inc()
-        letter = DeadLetter(
-            dead_letter_id=uuid5(DEAD_LETTER_NAMESPACE, f"{group}/{notification.id}"), group=group,
-            topic=f"notification-log:{self.table.name}", partition=0, offset=notification.id, key_base64=None,
-            value_base64=base64.b64encode(bytes(notification.state)).decode(),
-            headers={"event_topic": notification.topic}, original_message_type=notification.topic,
-            reason="handler_failed", error=f"{type(exc).__name__}: {exc}"[:2000], attempts=1,
-            dead_lettered_at=datetime.now(UTC),
-        )
+        """A notification that cannot be relayed, kept whole (its stored event) as a dead letter."""
+        record = Record(topic=f"notification-log:{self.table.name}", partition=0, offset=notification.id, key=None,
+                        value=bytes(notification.state), headers=[("event_topic", notification.topic.encode())])
+        letter = dead_letter(f"outbox-relay.{self.table.name}", record, "handler_failed",
+                             f"{type(exc).__name__}: {exc}", 1)
         return Outgoing(DEAD_LETTERS.name, str(letter.dead_letter_id).encode(), letter)
 
     # -- the loop ------------------------------------------------------------------------------
