@@ -51,7 +51,7 @@ class TopicSpec:
 
 
 # Facts kept forever: they are the replayable record of what Shopify and Prima said.
-_KEEP_FOREVER = {"retention.ms": "-1", "min.insync.replicas": "1"}
+_KEEP_FOREVER = {"retention.ms": "-1"}  # min.insync.replicas and the replication factor: settings
 
 SHOPIFY_ORDERS = TopicSpec(
     name="shopify.orders.v1",
@@ -136,7 +136,7 @@ OPERATIONS = TopicSpec(
     "RequestFullComparison, RebuildProjection, RetryParkedCommand, RedriveDeadLetter), each handled "
     "by the process that owns what it changes.",
     messages=members_of(OperatorCommand),
-    config={"retention.ms": str(30 * 24 * 3600 * 1000), "min.insync.replicas": "1"},
+    config={"retention.ms": str(30 * 24 * 3600 * 1000)},
 )
 DEAD_LETTERS = TopicSpec(
     name="shopify-prima.dead-letters.v1",

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, TopicSpec
 from domain.inventory.application import InventoryApplication
 from domain.orders.application import OrderApplication
 from services.platform import migrations
@@ -19,19 +20,22 @@ from services.platform.settings import Settings, get_settings
 log = logging.getLogger("shopify_prima.setup")
 
 
-async def create_topics(settings: Settings) -> list[str]:
-    """Topic creation is administration, not producing or consuming: aiokafka's admin client."""
+async def create_topics(settings: Settings, topics: Sequence[TopicSpec] = ALL_TOPICS) -> list[str]:
+    """Topic creation is administration, not producing or consuming: aiokafka's admin client.
+    Replication factor and min.insync.replicas come from settings (1 and 1 for one local broker;
+    3 and 2 for a three-broker cluster)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="shopify-prima-setup")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in ALL_TOPICS if t.name not in existing]
+        missing = [t for t in topics if t.name not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=t.config)
-                     for t in missing]
-                )
+                await admin.create_topics([
+                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=settings.kafka_replication_factor,
+                             topic_configs={**t.config,
+                                            "min.insync.replicas": str(settings.kafka_min_insync_replicas)})
+                    for t in missing])
             except TopicAlreadyExistsError:
                 pass  # created meanwhile by another setup run
         return [t.name for t in missing]

@@ -80,6 +80,34 @@ class Settings(BaseSettings):
     relay_poll_interval_seconds: PositiveFloat = 0.05
     relay_batch_size: PositiveInt = 500
 
+    # Topics (services.setup): the local stack has one broker; a three-broker cluster wants 3 and 2.
+    kafka_replication_factor: PositiveInt = 1
+    kafka_min_insync_replicas: PositiveInt = 1
+
+    # Healing without an operator (issue 8). A parked command is sent again once its target
+    # answers (a probe every *_probe_interval_seconds while it does not), with backoff between
+    # re-drives, until the horizon after it was parked; then it stays an exception for a person.
+    parked_redrive_horizon_seconds: PositiveFloat = 86_400.0
+    parked_redrive_initial_seconds: PositiveFloat = 5.0
+    parked_redrive_max_seconds: PositiveFloat = 300.0
+    prima_probe_interval_seconds: PositiveFloat = 5.0
+    shopify_probe_interval_seconds: PositiveFloat = 5.0
+    # Quarantined orders whose missing items now exist are released, and SKU-locations whose push
+    # failed are decided again, by sweeps this often.
+    order_auto_release_interval_seconds: PositiveFloat = 10.0
+    inventory_auto_release_interval_seconds: PositiveFloat = 30.0
+    # The Prima warehouse whose stock an accepted order takes until Prima has allocated it (None:
+    # the first warehouse of INVENTORY_LOCATION_MAP).
+    inventory_allocation_warehouse: str | None = None
+
+    # The webhook ingest's edge: bodies above this are refused (413) before the HMAC is computed;
+    # a publish to Kafka that takes longer than this answers 503 (Shopify retries); stored
+    # deliveries not published after ingest_sweep_after_seconds are published by a sweep.
+    webhook_max_body_bytes: PositiveInt = 5_000_000
+    ingest_publish_timeout_seconds: PositiveFloat = 2.0
+    ingest_sweep_interval_seconds: PositiveFloat = 10.0
+    ingest_sweep_after_seconds: PositiveFloat = 30.0
+
     ingest_host: str = "127.0.0.1"
     ingest_port: PositiveInt = 8081
     ops_api_host: str = "127.0.0.1"

@@ -33,7 +33,8 @@ TABLES = {
     ("readmodel", "exceptions"), ("readmodel", "inventory_health"), ("readmodel", "catalog_items"),
     ("readmodel", "inventory_exceptions"), ("readmodel", "applied_versions"), ("readmodel", "rebuilds"),
     ("readmodel", "item_master"), ("readmodel", "dead_letters"), ("inventory", "sync_runs"),
-    ("gateway", "parked_commands"), ("gateway", "shopify_inventory_batches"), ("outbox", "relay_position"),
+    ("gateway", "parked_commands"), ("gateway", "shopify_inventory_batches"), ("gateway", "inventory_decisions"),
+    ("outbox", "relay_position"),
 }
 
 
@@ -56,7 +57,7 @@ async def tables(url: str) -> set[tuple[str, str]]:
 async def test_a_new_database_gets_every_table_and_a_second_run_changes_nothing(empty_database):
     await asyncio.to_thread(migrations.upgrade, empty_database)
     assert await tables(empty_database) == TABLES
-    assert await asyncio.to_thread(migrations.current, empty_database) == "0002"
+    assert await asyncio.to_thread(migrations.current, empty_database) == "0003"
     await asyncio.to_thread(migrations.upgrade, empty_database)
     assert await tables(empty_database) == TABLES
 
@@ -68,7 +69,7 @@ async def test_three_setups_started_together_do_not_race(empty_database):
                  for _ in range(3)]
     results = [(await p.wait(), (await p.stderr.read()).decode()) for p in processes]
     assert [rc for rc, _ in results] == [0, 0, 0], results
-    assert await asyncio.to_thread(migrations.current, empty_database) == "0002"
+    assert await asyncio.to_thread(migrations.current, empty_database) == "0003"
 
 
 async def test_a_database_of_the_version_before_migrations_upgrades_in_place(empty_database):
