@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's own processes (docs/architecture.md, "Processes and ports"), run from the venv.
-#   deploy/local/services.sh {start|stop|status}
-# Each runs in the background with <state>/logs/<name>.pid and <name>.log. `start` waits until
-# the HTTP ones answer /health and the workers answer /metrics. Kafka and PostgreSQL are
+#   deploy/local/services.sh {start|stop|status|pids}
+# Each runs in the background under deploy/local/supervise.sh, which starts it again when it exits
+# (as compose's restart policy does), with <state>/logs/<name>.pid (the supervisor's pid) and
+# <name>.log. `start` waits until the HTTP ones answer /health and the workers answer /metrics.
+# `pids` prints each process's current pid (what `make chaos` kills). Kafka and PostgreSQL are
 # separate (kafka.sh, postgres.sh); `make up` runs them all in order.
 # Environment:
 #   SERVICES="prima_sandbox ops_api ..."   only these (default: all, in the order below)
@@ -66,12 +68,24 @@ pidfile() { printf '%s/%s.pid' "$LOG_DIR" "$1"; }
 logfile() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
 url() { printf 'http://127.0.0.1:%s%s' "${PORT[$1]}" "${CHECK[$1]}"; }
 
-# Ours and alive: the pid file names a live process started with `-m <module>`.
+# Ours and alive: the pid file names a live supervisor of this process.
 running() {
   local pf
   pf="$(pidfile "$1")"
   pid_alive "$pf" || return 1
-  tr '\0' ' ' <"/proc/$(cat "$pf")/cmdline" 2>/dev/null | grep -qF -- "-m ${MODULE[$1]} "
+  tr '\0' ' ' <"/proc/$(cat "$pf")/cmdline" 2>/dev/null | grep -qF -- "supervise.sh $1 "
+}
+
+# The supervised process's own pid (empty while it is being restarted).
+child_pid() {
+  pgrep -P "$(cat "$(pidfile "$1")")" -f -- "-m ${MODULE[$1]}" 2>/dev/null | head -n 1
+}
+
+# The line where the latest `services.sh start` of this process begins in its log.
+start_line() {
+  local n
+  n="$(grep -n '^===== .*: starting .*(restarts so far: 0)' "$(logfile "$1")" 2>/dev/null | tail -n 1 | cut -d: -f1)"
+  echo "${n:-1}"
 }
 
 # The log of the latest start only: the file keeps earlier runs, separated by a marker line.
@@ -79,7 +93,7 @@ run_tail() {
   local lf n
   lf="$(logfile "$1")"
   [[ -f "$lf" ]] || return 0
-  n="$(grep -n '^===== .*: starting python' "$lf" | tail -n 1 | cut -d: -f1)"
+  n="$(grep -n '^===== .*: starting ' "$lf" | tail -n 1 | cut -d: -f1)"
   printf '%s\n' "----- $lf (this run, last ${TAIL_LINES:-40} lines) -----" >&2
   tail -n "+${n:-1}" "$lf" | tail -n "${TAIL_LINES:-40}" >&2
   printf '%s\n' "-----" >&2
@@ -98,15 +112,14 @@ start_one() {
   if port_open "${PORT[$name]}"; then
     die "$name: port 127.0.0.1:${PORT[$name]} is taken by another process ($(port_owner "${PORT[$name]}"))"
   fi
-  printf '===== %s: starting python -m %s =====\n' "$(date -Is)" "${MODULE[$name]}" >>"$lf"
-  # setsid: the process outlives this script and a Ctrl-C aimed at make.
+  # setsid: the supervisor and its process outlive this script and a Ctrl-C aimed at make.
   (
     cd "$REPO_ROOT"
     export PYTHONUNBUFFERED=1
-    exec setsid "$PYTHON" -m "${MODULE[$name]}" >>"$lf" 2>&1 </dev/null
+    exec setsid "$REPO_ROOT/deploy/local/supervise.sh" "$name" "$PYTHON" "${MODULE[$name]}" >>"$lf" 2>&1 </dev/null
   ) &
   echo $! >"$pf"
-  log "$name started (pid $!, python -m ${MODULE[$name]}, log $lf)"
+  log "$name started (supervisor pid $!, python -m ${MODULE[$name]}, log $lf)"
 }
 
 wait_all() {
@@ -114,7 +127,7 @@ wait_all() {
   while ((${#pending[@]} > 0)); do
     still=()
     for name in "${pending[@]}"; do
-      if ! running "$name"; then
+      if ! running "$name" || [[ -n "$(sed -n "$(start_line "$name"),\$p" "$(logfile "$name")" | grep -m1 ' exited with status ')" ]]; then
         run_tail "$name"
         die "$name (python -m ${MODULE[$name]}) exited during start-up (log above)"
       fi
@@ -162,13 +175,19 @@ cmd_stop() {
   ((${#alive[@]} > 0)) || log "no service was running"
 }
 
+restarts() {
+  grep -c ': .* exited with status ' "$(logfile "$1")" 2>/dev/null || true
+}
+
 cmd_status() {
   local name rc=0
   for name in "${SELECTED[@]}"; do
     if running "$name" && answers "$name"; then
-      printf '%-16s running  pid %-7s %s\n' "$name" "$(cat "$(pidfile "$name")")" "$(url "$name")"
+      printf '%-16s running  pid %-7s %s  (restarts in its log: %s)\n' "$name" "$(child_pid "$name")" "$(url "$name")" \
+        "$(restarts "$name")"
     elif running "$name"; then
-      printf '%-16s FAILING  pid %-7s %s does not answer\n' "$name" "$(cat "$(pidfile "$name")")" "$(url "$name")"
+      printf '%-16s FAILING  pid %-7s %s does not answer (restarts in its log: %s)\n' "$name" "$(child_pid "$name")" \
+        "$(url "$name")" "$(restarts "$name")"
       rc=1
     else
       printf '%-16s stopped\n' "$name"
@@ -178,9 +197,18 @@ cmd_status() {
   return "$rc"
 }
 
+cmd_pids() {
+  local name
+  for name in "${SELECTED[@]}"; do
+    running "$name" && printf '%s %s\n' "$name" "$(child_pid "$name")"
+  done
+  return 0
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
+  pids) cmd_pids ;;
+  *) echo "usage: $0 {start|stop|status|pids}" >&2; exit 2 ;;
 esac

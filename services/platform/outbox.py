@@ -151,34 +151,33 @@ class Relay(Generic[S]):
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, worker: Worker, pool: asyncpg.Pool) -> None:
-        async with worker.singleton(pool, f"outbox-relay:{self.table.lock}") as mine:
-            if not mine:
-                return
-            await pool.execute("INSERT INTO outbox.relay_position VALUES ($1, 0) ON CONFLICT DO NOTHING",
-                               self.table.name)
-            position = await pool.fetchval("SELECT position FROM outbox.relay_position WHERE relay = $1",
-                                           self.table.name)
-            log.info("relaying %s from notification %s", self.table.name, position)
-            outage = Outage(f"relay {self.table.name}", log)
-            while not worker.stop.is_set():
-                try:
-                    messages, last = await asyncio.to_thread(self.read, position)
-                    if last is None:
-                        outage.recovered()
-                        await worker.sleep(self.settings.relay_poll_interval_seconds)
-                        continue
-                    await publish_all(self.broker, messages)
-                    await pool.execute("UPDATE outbox.relay_position SET position = $2 WHERE relay = $1",
-                                       self.table.name, last)
-                except Exception as exc:  # noqa: BLE001 - PostgreSQL or Kafka down: wait, then again
-                    outage.failed(exc)
-                    await worker.sleep(backoff(outage.attempts, 0.5, 15.0))
+        """Relay while holding this log's lock (taken again after a PostgreSQL restart)."""
+        await worker.exclusive(pool, f"outbox-relay:{self.table.lock}", lambda: self._relay(worker, pool))
+
+    async def _relay(self, worker: Worker, pool: asyncpg.Pool) -> None:
+        await pool.execute("INSERT INTO outbox.relay_position VALUES ($1, 0) ON CONFLICT DO NOTHING", self.table.name)
+        position = await pool.fetchval("SELECT position FROM outbox.relay_position WHERE relay = $1", self.table.name)
+        log.info("relaying %s from notification %s", self.table.name, position)
+        outage = Outage(f"relay {self.table.name}", log)
+        while not worker.stop.is_set():
+            try:
+                messages, last = await asyncio.to_thread(self.read, position)
+                if last is None:
+                    outage.recovered()
+                    await worker.sleep(self.settings.relay_poll_interval_seconds)
                     continue
-                outage.recovered()
-                position = last
-                for out in messages:
-                    OUTBOX_RELAYED.labels(topic=out.topic).inc()
-                OUTBOX_POSITION.labels(relay=self.table.name).set(position)
+                await publish_all(self.broker, messages)
+                await pool.execute("UPDATE outbox.relay_position SET position = $2 WHERE relay = $1",
+                                   self.table.name, last)
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL or Kafka down: wait, then again
+                outage.failed(exc)
+                await worker.sleep(backoff(outage.attempts, 0.5, 15.0))
+                continue
+            outage.recovered()
+            position = last
+            for out in messages:
+                OUTBOX_RELAYED.labels(topic=out.topic).inc()
+            OUTBOX_POSITION.labels(relay=self.table.name).set(position)
 
     def close(self) -> None:
         self.app.close()

@@ -173,6 +173,42 @@ class Worker:
         finally:
             await broker.stop()
 
+    async def exclusive(self, pool: asyncpg.Pool, lock: str, body: Callable[[], Awaitable[None]],
+                        check_seconds: float = 2.0) -> None:
+        """Run `body` while holding the advisory lock `lock` (one such process at a time; the
+        others stand by), until stopped. The lock lives as long as its PostgreSQL session: when
+        that session dies (PostgreSQL restarted), `body` is cancelled, and once PostgreSQL is back
+        the lock is taken again and `body` started again from what it stored."""
+        outage = Outage(f"{self.name}: PostgreSQL (lock {lock})")
+        while not self.stop.is_set():
+            try:
+                async with pool.acquire() as conn:
+                    announced = False
+                    while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock):
+                        if not announced:
+                            log.info("%s: another process holds the lock %r; standing by", self.name, lock)
+                            announced = True
+                        if await self.sleep(LOCK_POLL_SECONDS):
+                            return
+                    outage.recovered()
+                    task = asyncio.create_task(body())
+                    try:
+                        while not task.done():
+                            await asyncio.wait([task], timeout=check_seconds)
+                            if not task.done():
+                                await conn.fetchval("SELECT 1")  # the session (and the lock) still alive?
+                    finally:
+                        if not task.done():
+                            task.cancel()
+                            await asyncio.gather(task, return_exceptions=True)
+                    await task  # its exception, if it failed on its own
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+                    return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                outage.failed(exc)
+                if await self.sleep(backoff(outage.attempts, START_BACKOFF_INITIAL_SECONDS, START_BACKOFF_MAX_SECONDS)):
+                    return
+
     @asynccontextmanager
     async def singleton(self, pool: asyncpg.Pool, lock: str) -> AsyncIterator[bool]:
         """Hold a PostgreSQL advisory lock named `lock` for the block: one such process runs at
