@@ -4,6 +4,7 @@
 #   make unit                          the unit tests only (tests/*/unit), no stack
 #   make bench [N=2000]                the stack, then benchmarks.orders
 #   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
+#   make chaos [CHAOS_ARGS=...]        the stack, then a chaos run (benchmarks.chaos; docs/reliability.md)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -22,7 +23,7 @@ PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
 
-.PHONY: help venv up down test unit bench bench-inventory logs status addresses clean
+.PHONY: help venv up down test unit bench bench-inventory chaos logs status addresses clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -66,9 +67,11 @@ down:
 	$(LOCAL)/postgres.sh stop || rc=1; \
 	exit $$rc
 
+# The suite, then the short chaos run (it restarts Kafka and PostgreSQL, so it goes last).
 test: up
 	@mkdir -p $(STATE_DIR); rm -f $(PYTEST_RC)
-	@rc=0; $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -ra -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
+	if [[ $$rc == 0 && -z "$(PYTEST_ARGS)" ]]; then $(PY) -m pytest -ra -m chaos || rc=$$?; fi; \
 	echo $$rc > $(PYTEST_RC); exit $$rc
 
 unit: venv
@@ -79,6 +82,9 @@ bench: up
 
 bench-inventory: up
 	$(PY) -m benchmarks.inventory --levels $${LEVELS:-100000}
+
+chaos: up
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 # Follows every log of the stack; FOLLOW=0 prints the last lines and returns.
 logs:

@@ -11,6 +11,7 @@ comparison, rebuild a read model, retry a parked command, re-drive a dead letter
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 
@@ -99,8 +100,21 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
                   openapi_url=None)
     auth = [Depends(require_token)]
 
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(OSError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """PostgreSQL (or Kafka, for a write) is down: 503, try again shortly; never a 500."""
+        return JSONResponse({"detail": f"a dependency is unavailable ({type(exc).__name__}); try again shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
+
     async def send(command: Any, key: bytes, detail: str) -> Accepted:
-        await publish_all(broker, [Outgoing(operations_topic, key, command)])
+        try:
+            await asyncio.wait_for(publish_all(broker, [Outgoing(operations_topic, key, command)]), 5.0)
+        except Exception as exc:  # noqa: BLE001 - Kafka down or slow: the command was not sent
+            raise HTTPException(503, f"Kafka unavailable, the command was not sent ({type(exc).__name__}); "
+                                     "try again shortly", headers={"Retry-After": "5"}) from exc
         return Accepted(command_id=command.command_id, message_type=command.message_type, detail=detail)
 
     def stamp(requested_by: str) -> dict[str, Any]:

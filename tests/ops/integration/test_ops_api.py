@@ -161,3 +161,27 @@ def test_dead_letters_and_parked_commands_are_listed(api, seeded):
         PARKED_COMMAND_ID, "OPS-MUG", "SetInventoryLevel", 5)
     assert "command" not in parked
     assert api.get("/parked-commands", params={"gateway": "prima"}).json()["parked_commands"] == []
+
+
+def test_postgresql_down_is_503_with_retry_after_never_500(ops_settings, operations_topic, ops_headers):
+    """Issue 8, defect 10: a dependency down answers 503 (the ops API with its database gone)."""
+    import asyncpg as _asyncpg
+    from fastapi.testclient import TestClient
+
+    from services.ops import api as ops_api
+
+    app = ops_api.create_app(ops_settings, operations_topic=operations_topic)
+    with TestClient(app, headers=ops_headers, raise_server_exceptions=False) as client:
+        pool = app.state.pool
+
+        async def down(*args, **kwargs):
+            raise _asyncpg.CannotConnectNowError("the database system is starting up")
+
+        app.state.pool = type("DownPool", (), {"fetch": down, "fetchrow": down, "fetchval": down})()
+        try:
+            for path in ("/orders", "/orders/1", "/exceptions", "/inventory/summary", "/health"):
+                response = client.get(path)
+                assert response.status_code == 503, (path, response.status_code, response.text)
+                assert response.headers["Retry-After"] == "5"
+        finally:
+            app.state.pool = pool
