@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.money import Money
 
 ORDER_WEBHOOK_TOPICS = ("orders/create", "orders/paid", "orders/updated")
+MAX_WEBHOOK_ID_LENGTH = 255  # Shopify's are UUIDs; the ingest refuses longer ones (400) before storing
 OrderWebhookTopic = Literal["orders/create", "orders/paid", "orders/updated"]
 
 
@@ -181,7 +182,7 @@ class ShopifyOrderReceived(_Frozen):
     """An order webhook accepted by the ingest (signature verified, body normalized)."""
 
     message_type: Literal["ShopifyOrderReceived"] = "ShopifyOrderReceived"
-    webhook_id: str
+    webhook_id: str = Field(max_length=MAX_WEBHOOK_ID_LENGTH)
     event_id: str | None = None
     topic: OrderWebhookTopic
     shop_domain: str

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -47,9 +48,73 @@ def configure(metrics_port: Callable[[Settings], int] | None = None) -> Settings
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("aiokafka", "httpx"):  # a line per request or per rebalance step is noise
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    limit_repeats()
     if metrics_port is not None:
         serve_metrics(metrics_port(settings), settings.metrics_host)
     return settings
+
+
+class RepeatLimit(logging.Filter):
+    """Lets a logger's message (by its template, before the arguments are put in) through at most
+    once per `seconds` in this process; the next one let through says how many were held back.
+
+    Why: aiokafka logs every reconnect attempt and every failed produce request, about every
+    100 ms per pending batch, so ten seconds of Kafka downtime wrote ~110,000 lines to the
+    ingest's log (issue 8, defect 10). With this, an outage writes a few lines per message."""
+
+    def __init__(self, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 max_templates: int = 1000) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clock = clock
+        self.max_templates = max_templates
+        self.suppressed = 0  # lines held back since the process started
+        self._last: dict[tuple[str, int, str], float] = {}
+        self._held: dict[tuple[str, int, str], int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.seconds:
+                self._held[key] = self._held.get(key, 0) + 1
+                self.suppressed += 1
+                return False
+            held = self._held.pop(key, 0)
+            self._last[key] = now
+            if len(self._last) > self.max_templates:  # bounded memory: forget the oldest
+                oldest = min(self._last, key=self._last.__getitem__)
+                self._last.pop(oldest)
+                self._held.pop(oldest, None)
+        if held and last is not None:  # no "%" added: the record's arguments still fit its template
+            record.msg = f"{record.msg} [{held} more like this held back in the last {now - last:.0f}s]"
+        return True
+
+
+LOG_REPEAT_SECONDS = 30.0
+NOISY_LIBRARIES = ("aiokafka", "faststream")
+_repeat_limit: RepeatLimit | None = None
+
+
+def limit_repeats(prefixes: tuple[str, ...] = NOISY_LIBRARIES, seconds: float = LOG_REPEAT_SECONDS) -> RepeatLimit:
+    """Put one RepeatLimit on every logger of these libraries (idempotent). A logger's filter
+    sees every record created on that logger, whichever handler writes it; the libraries'
+    module loggers exist once they are imported."""
+    global _repeat_limit
+    import aiokafka  # noqa: F401
+    import aiokafka.admin  # noqa: F401
+
+    if _repeat_limit is None:
+        _repeat_limit = RepeatLimit(seconds)
+    names = set(prefixes) | {n for n in list(logging.root.manager.loggerDict)
+                             if any(n.startswith(p + ".") for p in prefixes)}
+    for name in names:
+        logger = logging.getLogger(name)
+        if _repeat_limit not in logger.filters:
+            logger.addFilter(_repeat_limit)
+    return _repeat_limit
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:

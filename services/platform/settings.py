@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # a publish to Kafka that takes longer than this answers 503 (Shopify retries); stored
     # deliveries not published after ingest_sweep_after_seconds are published by a sweep.
     webhook_max_body_bytes: PositiveInt = 5_000_000
+    webhook_read_timeout_seconds: PositiveFloat = 10.0  # a sender slower than this gets 408 (slowloris)
     ingest_publish_timeout_seconds: PositiveFloat = 2.0
     ingest_sweep_interval_seconds: PositiveFloat = 10.0
     ingest_sweep_after_seconds: PositiveFloat = 30.0
