@@ -49,6 +49,18 @@ class OrderSyncProjection(Projection):
         return states, kinds
 
 
+async def open_unmapped_sku_exceptions(db: asyncpg.Pool | asyncpg.Connection, limit: int = 1000
+                                       ) -> list[tuple[int, tuple[str, ...]]]:
+    """(Shopify order id, the SKUs it lacks) of each order with an open unmapped_sku exception,
+    oldest first: what the order decider's sweep looks at to release orders whose items now
+    exist in Prima."""
+    rows = await db.fetch(
+        """SELECT shopify_order_id, payload->'unmapped_skus' AS skus FROM readmodel.exceptions
+           WHERE status = 'open' AND kind = $1 ORDER BY raised_at LIMIT $2""",
+        str(QuarantineReason.UNMAPPED_SKU), limit)
+    return [(r["shopify_order_id"], tuple(json.loads(r["skus"]) if r["skus"] else ())) for r in rows]
+
+
 async def _raise_exception(conn: asyncpg.Connection, e: Any, kind: str, reason: str, payload: dict) -> None:
     await _resolve_open(conn, e)
     await conn.execute(

@@ -72,7 +72,8 @@ PrimaCommand = Annotated[CreateSalesOrder, Field(discriminator="message_type")]
 
 
 class PrimaSalesOrderCreated(_Frozen):
-    """Prima created the sales order (or, to a repeat of the command, answered with it)."""
+    """Prima created the sales order (or, to a repeat of the command, answered with it; or
+    already held the order's sales order, which the gateway adopted)."""
 
     message_type: Literal["PrimaSalesOrderCreated"] = "PrimaSalesOrderCreated"
     command_id: UUID
@@ -80,6 +81,9 @@ class PrimaSalesOrderCreated(_Frozen):
     sales_order_number: str
     status: str
     replayed: bool = False  # Prima answered from its idempotency record
+    # Prima answered 409 duplicate_external_reference (an earlier attempt, whose answer was
+    # lost, created it): the gateway looked the sales order up by external reference
+    adopted: bool = False
     occurred_at: datetime
 
 

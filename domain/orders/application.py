@@ -68,7 +68,8 @@ class OrderApplication(BatchApplication):
                 outcome = order.apply_delivery(fact, items)
             result.deliveries[str(outcome)] = result.deliveries.get(str(outcome), 0) + 1
         elif isinstance(fact, ReleaseRequested):
-            if order is not None and order.release(items, released_by=fact.released_by, now=fact.requested_at):
+            if order is not None and order.release(items, released_by=fact.released_by, now=fact.requested_at,
+                                                   only_if_mapped=fact.only_if_mapped):
                 result.releases.append((fact.shopify_order_id, str(order.state)))
             else:
                 result.refused_releases.append(fact.shopify_order_id)

@@ -23,6 +23,7 @@ from domain.orders.values import (
     PrimaOutcome,
     SalesOrderCreatedByPrima,
     SalesOrderParkedByGateway,
+    SalesOrderRejectedByPrima,
     SalesOrderRequest,
 )
 
@@ -118,8 +119,17 @@ class Order(Aggregate):
     # -- decisions ----------------------------------------------------------------------------
 
     @property
+    def parked(self) -> bool:
+        """The gateway gave up on the command for now (Prima never answered): Prima may hold
+        the sales order, and the command is re-driven with its own key until Prima answers."""
+        return self.state is OrderState.FAILED and self.failure is not None and self.failure[0] == "parked"
+
+    @property
     def command_issued(self) -> bool:
-        return self.command is not None and self.state in (OrderState.SENT, OrderState.IN_PRIMA)
+        """A command stands: sent, done, or parked. Only a rejection (Prima's definite "no")
+        lets the order decide again; a parked command is never replaced by a new one, whose
+        new key could make a second sales order."""
+        return self.command is not None and (self.state in (OrderState.SENT, OrderState.IN_PRIMA) or self.parked)
 
     @classmethod
     def receive(cls, delivery: OrderDelivery, items: ItemMaster) -> Order:
@@ -153,8 +163,8 @@ class Order(Aggregate):
         if isinstance(outcome, SalesOrderCreatedByPrima):
             self._sales_order_created(command_id=outcome.command_id, sales_order_number=outcome.sales_order_number,
                                       status=outcome.status, occurred_at=outcome.occurred_at)
-        elif self.state is OrderState.FAILED:
-            return False  # already failed: a second failure for the same command adds nothing
+        elif self.state is OrderState.FAILED and not (self.parked and isinstance(outcome, SalesOrderRejectedByPrima)):
+            return False  # already failed: a second failure adds nothing, but a parked command may be refused
         elif isinstance(outcome, SalesOrderParkedByGateway):
             self._sales_order_parked(command_id=outcome.command_id, attempts=outcome.attempts, reason=outcome.reason)
         else:
@@ -162,9 +172,19 @@ class Order(Aggregate):
                                        code=outcome.code, reason=outcome.reason)
         return True
 
-    def release(self, items: ItemMaster, released_by: str, now: datetime) -> bool:
-        """Decide again a quarantined or failed order, without re-keying anything."""
+    def release(self, items: ItemMaster, released_by: str, now: datetime, *, only_if_mapped: bool = False) -> bool:
+        """Decide again a quarantined or failed order, without re-keying anything.
+
+        `only_if_mapped` (the automatic release once missing items exist): only an order
+        quarantined for unmapped SKUs whose every line now maps to a sellable item; otherwise
+        nothing is recorded, so a sweep that asks again and again adds no events."""
         if self.state not in (OrderState.QUARANTINED, OrderState.FAILED):
+            return False
+        if only_if_mapped and not (
+            self.state is OrderState.QUARANTINED and self.quarantine is not None
+            and self.quarantine[0] == QuarantineReason.UNMAPPED_SKU
+            and map_order_lines(self.snapshot, items).complete
+        ):
             return False
         previous = self.state
         self._released(released_by=released_by, previous_state=str(previous))

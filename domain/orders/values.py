@@ -126,11 +126,14 @@ PrimaOutcome = SalesOrderCreatedByPrima | SalesOrderRejectedByPrima | SalesOrder
 
 @dataclass(frozen=True)
 class ReleaseRequested:
-    """An operator asked for a quarantined or failed order to be decided again."""
+    """An operator asked for a quarantined or failed order to be decided again; or, with
+    `only_if_mapped`, the decider's sweep found that the SKUs an order was quarantined for now
+    exist in Prima (released only if every line maps now)."""
 
     shopify_order_id: int
     released_by: str
     requested_at: datetime
+    only_if_mapped: bool = False
 
 
 OrderFact = OrderDelivery | PrimaOutcome | ReleaseRequested

@@ -1,4 +1,11 @@
-"""Fault switches: injected errors, timeouts and latency, decided per request before any work."""
+"""Fault switches: injected errors, timeouts and latency, decided per request.
+
+Two kinds. Before any work: `fail_next` and `timeout_next` answer an error (at once, or after
+`timeout_seconds`) and do nothing. After the work: `commit_then_timeout_next` and
+`commit_then_drop_next` let the route run (a sales order is created and committed), then hold
+the answer for `commit_then_delay_seconds` (a client with a shorter timeout has given up by then)
+or close the connection without an answer: Prima did it, the caller never heard.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,23 @@ from typing import Literal
 from .models import FaultConfig
 
 Fault = Literal["fail", "timeout"]
+AfterWork = Literal["commit_then_timeout", "commit_then_drop"]
+COUNTERS = ("failures", "timeouts", "delayed", "commit_then_timeouts", "commit_then_drops")
 
 
 @dataclass
 class Faults:
     config: FaultConfig = field(default_factory=FaultConfig)
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("failures", "timeouts", "delayed"), 0))
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
 
     def matches(self, method: str, path: str) -> bool:
         return (not path.startswith("/_sandbox")
                 and path.startswith(self.config.path_prefix)
                 and (self.config.method is None or self.config.method.upper() == method))
 
-    async def apply(self, method: str, path: str) -> Fault | None:
-        """Delay a matching request, then say which fault (if any) it gets."""
+    async def apply(self, method: str, path: str) -> Fault | AfterWork | None:
+        """Delay a matching request, then say which fault (if any) it gets: "fail" and
+        "timeout" answer instead of the route; the commit_then_* ones after it ran."""
         if not self.matches(method, path):
             return None
         if self.config.latency_ms:
@@ -38,6 +48,14 @@ class Faults:
             self.counters["timeouts"] += 1
             await asyncio.sleep(self.config.timeout_seconds)
             return "timeout"
+        if self.config.commit_then_timeout_next > 0:
+            self.config.commit_then_timeout_next -= 1
+            self.counters["commit_then_timeouts"] += 1
+            return "commit_then_timeout"
+        if self.config.commit_then_drop_next > 0:
+            self.config.commit_then_drop_next -= 1
+            self.counters["commit_then_drops"] += 1
+            return "commit_then_drop"
         return None
 
     def state(self) -> dict:

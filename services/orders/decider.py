@@ -6,11 +6,18 @@ reads the items the batch's SKUs name from the item-master read model (built fro
 facts; no call to Prima inside a handler), lets each Order decide, and saves every changed Order
 in one transaction with the notification log (the outbox). The offsets are committed after the
 save (services/platform/kafka.py): a redelivered batch changes nothing.
+
+Beside the consumer, a sweep (every ORDER_AUTO_RELEASE_INTERVAL_SECONDS) releases orders
+quarantined for unmapped SKUs once those SKUs are sellable in the item master, without an
+operator: it reads the open unmapped_sku exceptions of the order-sync read model and decides
+those orders again exactly as a ReleaseOrder would (released_by AUTO_RELEASED_BY), serialized
+with the consumer's batches. An order that still does not map is left as it is, with no event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -20,20 +27,23 @@ from contracts.platform import ReleaseOrder
 from contracts.prima.sales_orders import PrimaSalesOrderCreated, PrimaSalesOrderParked, PrimaSalesOrderRejected
 from contracts.shopify.orders import ShopifyOrderReceived
 from contracts.topics import PRIMA_OUTCOMES, SHOPIFY_ORDERS
-from domain.catalog.items import ItemMaster
+from domain.catalog.items import ItemMaster, is_sellable
 from domain.orders.application import OrderApplication
 from domain.orders.values import OrderDelivery, OrderFact, ReleaseRequested
-from projections import item_master
+from projections import item_master, order_sync
 from services.orders import translate
 from services.platform.kafka import Consumer, Delivery, make_broker
 from services.platform.metrics import ORDER_DELIVERIES, WEBHOOK_TO_SALES_ORDER
-from services.platform.runner import Worker, run_worker
+from services.platform.runner import Outage, Worker, run_worker, wait_or_stop
 
 log = logging.getLogger("shopify_prima.order_decider")
 GROUP = "order-decider"
 ACCEPTS = (ShopifyOrderReceived, PrimaSalesOrderCreated, PrimaSalesOrderRejected, PrimaSalesOrderParked, ReleaseOrder)
 
 ItemLookup = Callable[[Iterable[str]], Awaitable[ItemMaster]]
+# the open unmapped_sku exceptions: (Shopify order id, the SKUs it lacks) each
+QuarantinedLookup = Callable[[], Awaitable[list[tuple[int, tuple[str, ...]]]]]
+AUTO_RELEASED_BY = "auto: the item exists in Prima now"
 
 
 def to_fact(message: Any) -> OrderFact:
@@ -47,25 +57,63 @@ def to_fact(message: Any) -> OrderFact:
 class OrderDecider:
     """The handler, without Kafka: a batch of messages -> one save (tests call it directly)."""
 
-    def __init__(self, orders: OrderApplication, items: ItemLookup) -> None:
+    def __init__(self, orders: OrderApplication, items: ItemLookup,
+                 quarantined: QuarantinedLookup | None = None) -> None:
         self.orders = orders
         self.items = items
+        self.quarantined = quarantined
+        self.lock = asyncio.Lock()  # the consumer's batches and the sweep decide one at a time
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
-        facts = [to_fact(d.message) for d in deliveries]
-        skus = {line.sku for f in facts if isinstance(f, OrderDelivery) for line in f.order.lines if line.sku}
-        if any(isinstance(f, ReleaseRequested) for f in facts):
-            skus |= await asyncio.to_thread(self._skus_of_released, facts)
-        master = await self.items(skus)
-        result = await asyncio.to_thread(self.orders.handle, facts, master, datetime.now(UTC))
+        await self.decide([to_fact(d.message) for d in deliveries])
+
+    async def decide(self, facts: list[OrderFact]) -> None:
+        async with self.lock:
+            skus = {line.sku for f in facts if isinstance(f, OrderDelivery) for line in f.order.lines if line.sku}
+            if any(isinstance(f, ReleaseRequested) for f in facts):
+                skus |= await asyncio.to_thread(self._skus_of_released, facts)
+            master = await self.items(skus)
+            result = await asyncio.to_thread(self.orders.handle, facts, master, datetime.now(UTC))
         for outcome, n in result.deliveries.items():
             ORDER_DELIVERIES.labels(outcome=outcome).inc(n)
         for seconds in result.created_after:
             WEBHOOK_TO_SALES_ORDER.observe(seconds)
+        automatic = {f.shopify_order_id for f in facts if isinstance(f, ReleaseRequested) and f.only_if_mapped}
         for shopify_order_id, state in result.releases:
-            log.info("order %s released: now %s", shopify_order_id, state)
+            log.info("order %s released%s: now %s", shopify_order_id,
+                     " (its items exist in Prima now)" if shopify_order_id in automatic else "", state)
         for shopify_order_id in result.refused_releases:
-            log.info("order %s: release asked, but it is not quarantined or failed", shopify_order_id)
+            if shopify_order_id not in automatic:
+                log.info("order %s: release asked, but it is not quarantined or failed", shopify_order_id)
+
+    async def release_resolved(self) -> list[int]:
+        """The sweep: orders quarantined for SKUs that are all sellable now are decided again
+        (as by a ReleaseOrder); returns the orders it asked to release."""
+        if self.quarantined is None:
+            return []
+        quarantined = await self.quarantined()
+        if not quarantined:
+            return []
+        master = await self.items({sku for _, skus in quarantined for sku in skus if sku})
+        ready = [order_id for order_id, skus in quarantined
+                 if skus and all(is_sellable(master.get(sku)) for sku in skus)]
+        if ready:
+            now = datetime.now(UTC)
+            await self.decide([ReleaseRequested(shopify_order_id=order_id, released_by=AUTO_RELEASED_BY,
+                                                requested_at=now, only_if_mapped=True) for order_id in ready])
+        return ready
+
+    async def sweep(self, stop: asyncio.Event, interval_seconds: float) -> None:
+        """release_resolved every `interval_seconds` until `stop`; a failure (PostgreSQL down)
+        is logged once per outage and the sweep goes on."""
+        trouble = Outage("the order decider's release sweep (PostgreSQL)", log)
+        while not await wait_or_stop(stop, interval_seconds):
+            try:
+                await self.release_resolved()
+            except Exception as exc:  # noqa: BLE001
+                trouble.failed(exc)
+            else:
+                trouble.recovered()
 
     def _skus_of_released(self, facts: list[OrderFact]) -> set[str]:
         """A release decides on the order as stored: its SKUs must be in the item master read."""
@@ -83,12 +131,21 @@ async def main(worker: Worker) -> None:
     broker = make_broker(settings, GROUP)
     orders = OrderApplication(env=settings.eventsourcing_env())
     async with worker.database(max_size=3) as pool:
-        decider = OrderDecider(orders, lambda skus: item_master.items_for(pool, skus))
+        decider = OrderDecider(orders, lambda skus: item_master.items_for(pool, skus),
+                               lambda: order_sync.open_unmapped_sku_exceptions(pool))
         Consumer(broker, settings, group=GROUP, topics=[SHOPIFY_ORDERS, PRIMA_OUTCOMES], accepts=ACCEPTS,
                  handler=decider.handle)
         try:
             async with worker.broker(broker):
-                await worker.stopped()
+                sweep = asyncio.create_task(decider.sweep(worker.stop, settings.order_auto_release_interval_seconds),
+                                            name="order-auto-release")
+                try:
+                    await worker.stopped()
+                finally:
+                    if not worker.stop.is_set():  # leaving for another reason: do not wait for the next pass
+                        sweep.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweep
         finally:
             orders.close()
 

@@ -9,7 +9,8 @@ gateway, the poller and the tools.
 - retries: `call(..., retry=True)` retries PrimaUnavailable with exponential backoff and jitter
   (PRIMA_MAX_ATTEMPTS, PRIMA_BACKOFF_*), then raises it with the number of attempts;
 - idempotency: a command's request carries `Idempotency-Key`;
-- paging: `pages()` follows Prima's `next_cursor`.
+- paging: `pages()` follows Prima's `next_cursor`;
+- look-ups: `find_sales_orders(external_reference)` (the gateway adopts what Prima already holds).
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ class PrimaClient:
 
     async def get(self, path: str, **params: Any) -> Any:
         return (await self.call("GET", path, params={k: v for k, v in params.items() if v is not None})).body
+
+    async def find_sales_orders(self, external_reference: str) -> list[dict[str, Any]]:
+        """The sales orders Prima holds with this external reference (at most one)."""
+        body = await self.get("/v1/sales-orders", external_reference=external_reference)
+        try:
+            return list(body["sales_orders"])
+        except (KeyError, TypeError) as exc:
+            raise PrimaBadResponse("GET /v1/sales-orders: no 'sales_orders' list in the answer") from exc
 
     async def pages(self, path: str, field: str, **params: Any) -> AsyncIterator[list[dict[str, Any]]]:
         """Every page of a cursor-paged list, until Prima's next_cursor is empty."""

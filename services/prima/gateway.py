@@ -10,17 +10,25 @@ commands about one order one after the other. While Prima is unavailable (5xx, 4
 timeouts, refused connections; services/prima/client.py) a call is retried with exponential
 backoff and jitter; a command that still fails is parked (gateway.parked_commands, with its
 payload) and reported (PrimaSalesOrderParked), which makes it an exception with a release action.
-A 4xx is Prima refusing the command: PrimaSalesOrderRejected. Never dropped: the offsets are
-committed only after every outcome of the batch is on Kafka.
+A 4xx is Prima refusing the command: PrimaSalesOrderRejected; but a 409
+`duplicate_external_reference` to a CreateSalesOrder means Prima already holds the order's sales
+order (an earlier attempt committed, its answer was lost): the gateway looks it up by external
+reference and answers PrimaSalesOrderCreated (`adopted`), never a rejection. Never dropped: the
+offsets are committed only after every outcome of the batch is on Kafka.
 
-RetryParkedCommand (operator) sends a parked command again, with its own idempotency key.
+Parked commands are re-driven by themselves (services/platform/parking.py `Redriver`, run beside
+the consumer): while some are due, GET /v1/health probes Prima every PRIMA_PROBE_INTERVAL_SECONDS;
+once Prima answers, each due command is sent again with its own idempotency key and its outcome
+published like any other, or it is due again after a backoff, until the horizon. RetryParkedCommand
+(operator) sends a parked command again at once. A command answered either way is resolved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,10 +45,17 @@ from contracts.prima.sales_orders import (
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
 from services.platform.kafka import Consumer, Delivery, Outgoing, make_broker, publish_all
 from services.platform.metrics import GATEWAY_CALLS
-from services.platform.parking import ParkedCommands, with_retries
+from services.platform.parking import ParkedCommands, Redriven, Redriver, RedriveSchedule, with_retries
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
-from services.prima.client import PrimaClient, PrimaRejected, PrimaResponse, PrimaUnavailable
+from services.prima.client import (
+    PrimaBadResponse,
+    PrimaClient,
+    PrimaError,
+    PrimaRejected,
+    PrimaResponse,
+    PrimaUnavailable,
+)
 
 log = logging.getLogger("shopify_prima.prima_gateway")
 GROUP = "prima-gateway"
@@ -63,6 +78,39 @@ class Endpoint:
     done: Callable[[Any, PrimaResponse], BaseModel]
     rejected: Callable[[Any, PrimaRejected], BaseModel]
     parked: Callable[[Any, PrimaUnavailable], BaseModel]
+    # a refusal that means "already done": the outcome for what Prima holds (None: a refusal)
+    adopt: Callable[[PrimaClient, Any, PrimaRejected], Awaitable[BaseModel | None]] | None = None
+
+
+DUPLICATE_EXTERNAL_REFERENCE = "duplicate_external_reference"
+
+
+async def adopt_sales_order(client: PrimaClient, command: CreateSalesOrder, refused: PrimaRejected
+                            ) -> PrimaSalesOrderCreated | None:
+    """A 409 duplicate_external_reference to the order's own create: Prima holds its sales order
+    (created by an attempt whose answer was lost, or by a command under another key). Look it up
+    by external reference and answer with it. If Prima cannot show it, that is not a refusal
+    either: PrimaUnavailable (parked, re-driven)."""
+    if refused.status_code != 409 or refused.code != DUPLICATE_EXTERNAL_REFERENCE:
+        return None
+    reference = command.sales_order.external_reference
+    failed = f"Prima answered {DUPLICATE_EXTERNAL_REFERENCE} for {reference!r}"
+    try:
+        found = [so for so in await client.find_sales_orders(reference)
+                 if isinstance(so, dict) and so.get("external_reference") == reference]
+    except PrimaError as exc:
+        raise PrimaUnavailable(f"{failed}, and looking the sales order up failed: {exc}",
+                               attempts=refused.attempts) from exc
+    if not found:
+        raise PrimaUnavailable(f"{failed} but shows no sales order with it", attempts=refused.attempts)
+    try:
+        return PrimaSalesOrderCreated(
+            command_id=command.command_id, shopify_order_id=command.shopify_order_id,
+            sales_order_number=found[0]["sales_order_number"], status=found[0]["status"], adopted=True,
+            occurred_at=now_utc())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PrimaUnavailable(f"{failed}, and the sales order found does not follow the contract: "
+                               f"{type(exc).__name__}: {exc}", attempts=refused.attempts) from exc
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -80,6 +128,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         parked=lambda c, e: PrimaSalesOrderParked(
             command_id=c.command_id, shopify_order_id=c.shopify_order_id, attempts=e.attempts, reason=str(e),
             occurred_at=now_utc()),
+        adopt=adopt_sales_order,
     ),
 }
 COMMANDS: dict[str, type[BaseModel]] = {"CreateSalesOrder": CreateSalesOrder}
@@ -103,28 +152,43 @@ class PrimaGateway:
         self.publish = publish
         self.in_flight = asyncio.Semaphore(settings.prima_concurrency)
 
-    async def execute(self, command: Any) -> Result:
+    async def attempt(self, command: Any, *, retry: bool) -> BaseModel:
+        """Send one command: Prima's answer as an outcome (done, adopted or refused); raises
+        PrimaUnavailable when Prima did not answer (after the client's retries, with `retry`)."""
         endpoint = ENDPOINTS[command.message_type]
         async with self.in_flight:
             try:
                 response = await self.client.call(endpoint.method, endpoint.path(command), json=endpoint.body(command),
-                                                  idempotency_key=command.idempotency_key, retry=True)
-                try:
-                    outcome = endpoint.done(command, response)
-                except (KeyError, TypeError, ValueError) as exc:  # a 2xx that is not what the contract says
-                    raise PrimaUnavailable(f"{endpoint.operation}: Prima's answer does not follow the contract: "
-                                           f"{type(exc).__name__}: {exc}", attempts=response.attempts) from exc
-                GATEWAY_CALLS.labels(endpoint.operation, "replayed" if getattr(outcome, "replayed", False)
-                                     else "created").inc()
-                return Result(outcome, endpoint.key(command), False)
+                                                  idempotency_key=command.idempotency_key, retry=retry)
             except PrimaRejected as exc:
+                adopted = await endpoint.adopt(self.client, command, exc) if endpoint.adopt else None
+                if adopted is not None:
+                    log.info("%s %s: Prima already held it (%s): adopted", endpoint.operation, command.command_id, exc)
+                    GATEWAY_CALLS.labels(endpoint.operation, "replayed").inc()  # Prima's existing document
+                    return adopted
                 GATEWAY_CALLS.labels(endpoint.operation, "rejected").inc()
-                return Result(endpoint.rejected(command, exc), endpoint.key(command), False)
-            except PrimaUnavailable as exc:
-                GATEWAY_CALLS.labels(endpoint.operation, "parked").inc()
-                await self.parked.park(command, gateway="prima", subject=endpoint.subject(command),
-                                       reason=str(exc), attempts=exc.attempts)
-                return Result(endpoint.parked(command, exc), endpoint.key(command), True)
+                return endpoint.rejected(command, exc)
+            except PrimaBadResponse as exc:  # a 2xx whose body is not JSON
+                raise PrimaUnavailable(f"{endpoint.operation}: {exc}", attempts=exc.attempts) from exc
+            try:
+                outcome = endpoint.done(command, response)
+            except (KeyError, TypeError, ValueError) as exc:  # a 2xx that is not what the contract says
+                raise PrimaUnavailable(f"{endpoint.operation}: Prima's answer does not follow the contract: "
+                                       f"{type(exc).__name__}: {exc}", attempts=response.attempts) from exc
+            GATEWAY_CALLS.labels(endpoint.operation, "replayed" if getattr(outcome, "replayed", False)
+                                 else "created").inc()
+            return outcome
+
+    async def execute(self, command: Any) -> Result:
+        """Send one command with the client's retries; park it if Prima never answered."""
+        endpoint = ENDPOINTS[command.message_type]
+        try:
+            return Result(await self.attempt(command, retry=True), endpoint.key(command), False)
+        except PrimaUnavailable as exc:
+            GATEWAY_CALLS.labels(endpoint.operation, "parked").inc()
+            await self.parked.park(command, gateway="prima", subject=endpoint.subject(command),
+                                   reason=str(exc), attempts=exc.attempts)
+            return Result(endpoint.parked(command, exc), endpoint.key(command), True)
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
         """A batch: every command sent (one subject's in order), every outcome on Kafka."""
@@ -136,19 +200,66 @@ class PrimaGateway:
         async def in_order(commands: list[Any]) -> list[Result]:
             return [await self.execute(command) for command in commands]
 
-        results = await asyncio.gather(*(in_order(commands) for commands in by_subject.values()))
-        await self.publish([Outgoing(PRIMA_OUTCOMES.name, r.key, r.outcome) for rs in results for r in rs])
+        results = [r for rs in await asyncio.gather(*(in_order(cs) for cs in by_subject.values())) for r in rs]
+        await self.publish([Outgoing(PRIMA_OUTCOMES.name, r.key, r.outcome) for r in results])
+        await self._resolve([r.outcome.command_id for r in results if not r.parked])
+
+    async def _resolve(self, command_ids: list[Any]) -> None:
+        """Answered commands are no longer parked (if a re-send of a parked one was among them).
+        Best effort: a row left unresolved is re-driven, answered from Prima's idempotency
+        record, and resolved then."""
+        try:
+            await self.parked.resolve(command_ids)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not mark %d answered commands as no longer parked: %s: %s", len(command_ids),
+                        type(exc).__name__, exc)
+
+    # -- the circuit breaker's two calls (services/platform/parking.py Redriver) ------------------
+
+    async def probe(self) -> None:
+        """A cheap call: raises PrimaUnavailable while Prima does not answer (any answer, even a
+        refusal, means it is there)."""
+        try:
+            await self.client.call("GET", "/v1/health")
+        except PrimaRejected:
+            pass
+
+    async def redrive(self, command: Any) -> Redriven:
+        """Send a parked command again (one attempt: the schedule is the retry); publish its
+        outcome if Prima answered."""
+        endpoint = ENDPOINTS[command.message_type]
+        try:
+            outcome = await self.attempt(command, retry=False)
+        except PrimaUnavailable as exc:
+            GATEWAY_CALLS.labels(endpoint.operation, "unavailable").inc()
+            return Redriven(False, str(exc), exc.attempts)
+        await self.publish([Outgoing(PRIMA_OUTCOMES.name, endpoint.key(command), outcome)])
+        return Redriven(True)
+
+    def redriver(self) -> Redriver:
+        s = self.settings
+        return Redriver(self.parked, gateway="prima", models=COMMANDS, probe=self.probe, redrive=self.redrive,
+                        probe_interval_seconds=s.prima_probe_interval_seconds,
+                        lease_seconds=max(60.0, s.prima_timeout_seconds * 4))
 
 
 async def main(worker: Worker) -> None:
     settings = worker.settings
     broker = make_broker(settings, GROUP)
     async with worker.database(max_size=3) as pool, PrimaClient(settings) as client:
-        gateway = PrimaGateway(settings, client, ParkedCommands(pool), lambda out: publish_all(broker, out))
+        parked = ParkedCommands(pool, RedriveSchedule.from_settings(settings))
+        gateway = PrimaGateway(settings, client, parked, lambda out: publish_all(broker, out))
         Consumer(broker, settings, group=GROUP, topics=[PRIMA_COMMANDS],
                  accepts=(*COMMANDS.values(), RetryParkedCommand), handler=gateway.handle)
         async with worker.broker(broker):
-            await worker.stopped()
+            redrives = asyncio.create_task(gateway.redriver().run(worker.stop), name="prima-redrives")
+            try:
+                await worker.stopped()
+            finally:
+                if not worker.stop.is_set():  # leaving for another reason: do not wait for the next pass
+                    redrives.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await redrives
 
 
 if __name__ == "__main__":

@@ -268,6 +268,62 @@ def test_created_after_parked_still_moves_the_order_into_prima():
     assert order.state is OrderState.IN_PRIMA and order.failure is None
 
 
+def test_a_parked_order_keeps_its_one_command_when_the_next_webhook_comes():
+    """Defect 1: every attempt timed out (Prima may well have created the sales order), the
+    command was parked. A routine orders/updated must not issue create-sales-order/2 with a new
+    key: the parked command stands, and is re-driven with its own key."""
+    order = Order.receive(delivery(uk_vat_inclusive(updated_at=NOW)), ITEMS)
+    command = order.command
+    assert order.record_outcome(parked(order))
+    order.collect_events()
+
+    later = uk_vat_inclusive(updated_at=NOW + timedelta(minutes=5))
+    assert order.apply_delivery(delivery(later, topic="orders/updated"), ITEMS) is DeliveryOutcome.APPLIED
+
+    assert events_of(order) == ["OrderUpdated"]  # no SalesOrderRequested
+    assert order.command == command and order.commands_issued == 1 and order.command_issued
+    assert order.state is OrderState.FAILED and order.failure == ("parked", "HTTP 500")
+    # the re-driven command is answered with Prima's sales order: the order is in Prima
+    assert order.record_outcome(created(order))
+    assert order.state is OrderState.IN_PRIMA and order.commands_issued == 1
+
+
+def test_a_rejection_of_a_parked_command_lets_the_order_decide_again():
+    """Only a definite "no" from Prima ends a parked command: the re-drive was refused (a 422),
+    and the next webhook decides anew under a new key."""
+    order = Order.receive(delivery(us_tax_exclusive(updated_at=NOW)), ITEMS)
+    first = order.command
+    order.record_outcome(parked(order))
+    assert not order.record_outcome(parked(order))  # parked again (a re-drive that failed): nothing new
+    order.collect_events()
+
+    assert order.record_outcome(rejected(order))
+    assert events_of(order) == ["SalesOrderRejected"]
+    assert order.failure == ("rejected", "unknown_item: item ITM-X unknown") and not order.command_issued
+    order.apply_delivery(delivery(us_tax_exclusive(updated_at=NOW + timedelta(minutes=5))), ITEMS)
+    assert order.command is not None and first is not None and order.command.command_id != first.command_id
+    assert order.state is OrderState.SENT and order.commands_issued == 2
+
+
+def test_the_automatic_release_only_releases_an_order_whose_lines_all_map_now():
+    order = Order.receive(delivery(uk_vat_inclusive()), items("TSHIRT-BLK-M"))
+    order.collect_events()
+    # the item is still missing: nothing recorded (a sweep asking every few seconds adds no events)
+    assert not order.release(items("TSHIRT-BLK-M"), released_by="auto", now=NOW, only_if_mapped=True)
+    assert events_of(order) == []
+    assert order.release(ITEMS, released_by="auto", now=NOW, only_if_mapped=True)
+    assert events_of(order) == ["OrderReleased", "SalesOrderRequested"] and order.state is OrderState.SENT
+
+
+def test_the_automatic_release_leaves_other_quarantines_and_failures_alone():
+    mismatch = Order.receive(delivery(uk_vat_inclusive(total_price=D("1.00"))), ITEMS)
+    assert mismatch.state is OrderState.QUARANTINED
+    assert not mismatch.release(ITEMS, released_by="auto", now=NOW, only_if_mapped=True)
+    failed = Order.receive(delivery(us_tax_exclusive()), ITEMS)
+    failed.record_outcome(rejected(failed))
+    assert not failed.release(ITEMS, released_by="auto", now=NOW, only_if_mapped=True)
+
+
 def test_rejected_then_released_is_decided_again_under_a_new_key():
     order = Order.receive(delivery(us_tax_exclusive()), ITEMS)
     assert order.command is not None

@@ -5,6 +5,8 @@ platform Consumer on FastStream's in-memory test broker."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from contracts.topics import OPERATIONS, PRIMA_OUTCOMES, SHOPIFY_ORDERS, order_k
 from domain.catalog.items import PrimaItem
 from domain.orders.application import OrderApplication
 from domain.orders.domainmodel import Order, OrderState
-from services.orders.decider import ACCEPTS, OrderDecider
+from services.orders.decider import ACCEPTS, AUTO_RELEASED_BY, OrderDecider
 from services.platform.kafka import Consumer, Delivery, encode, headers_for
 from services.platform.settings import Settings
 from tests.orders.builders import (
@@ -32,6 +34,7 @@ from tests.orders.builders import (
     received,
     uk_vat_inclusive,
     us_tax_exclusive,
+    without_sku,
 )
 
 
@@ -84,6 +87,10 @@ def first_command_id(shopify_order_id: int):
 def release(shopify_order_id: int) -> ReleaseOrder:
     return ReleaseOrder(command_id=uuid4(), requested_by="ops@example.com", requested_at=NOW + timedelta(minutes=5),
                         shopify_order_id=shopify_order_id)
+
+
+def stored_events(app: OrderApplication, shopify_order_id: int) -> list[Any]:
+    return [app.mapper.to_domain_event(e) for e in app.recorder.select_events(Order.create_id(shopify_order_id))]
 
 
 def deliveries_counted(outcome: str) -> float:
@@ -176,6 +183,106 @@ async def test_a_parked_order_released_is_sent_again_with_the_same_command(order
     resent = orders.find_order(2001)
     assert resent is not None and resent.command == first.command
     assert orders.find_order(3003) is None
+
+
+class Quarantined:
+    """The order-sync read model's open unmapped_sku exceptions, in memory (it lags behind the
+    orders: a released order's exception stays until the projector has seen the release)."""
+
+    def __init__(self, *open_exceptions: tuple[int, tuple[str, ...]]) -> None:
+        self.open = list(open_exceptions)
+
+    async def __call__(self) -> list[tuple[int, tuple[str, ...]]]:
+        return list(self.open)
+
+
+async def test_a_quarantined_order_is_released_by_the_sweep_once_its_items_exist(orders):
+    """Defect 6: nobody types `orders release`; once Prima's item reached the item master, the
+    sweep decides the order again, through the same path as an operator's ReleaseOrder."""
+    lookup = ItemLookup(items("TSHIRT-BLK-M"))
+    decider = OrderDecider(orders, lookup, Quarantined((1001, ("MUG-WHT",))))
+    await decider.handle(deliveries(received(uk_vat_inclusive(1001))))
+
+    assert await decider.release_resolved() == []  # MUG-WHT is still unknown to Prima
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined"]
+
+    lookup.catalogue.update(ITEMS)
+    assert await decider.release_resolved() == [1001]
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined", "OrderReleased", "SalesOrderRequested"]
+    order = orders.find_order(1001)
+    assert order is not None and order.state is OrderState.SENT
+    assert order.command is not None and order.command.command_id == first_command_id(1001)
+    [released] = [e for e in stored_events(orders, 1001) if type(e).__name__ == "OrderReleased"]
+    assert (released.released_by, released.previous_state) == (AUTO_RELEASED_BY, "quarantined")
+
+    # the read model has not caught up yet: the next sweep asks again, and nothing is recorded
+    assert await decider.release_resolved() == [1001]
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined", "OrderReleased", "SalesOrderRequested"]
+
+
+async def test_the_sweep_leaves_an_order_whose_lines_do_not_all_map_yet(orders):
+    """A line without a SKU never maps: the sweep does not release the order, and even when
+    the read model names only SKUs that exist, the order itself refuses: no event (the sweep
+    comes back every few seconds)."""
+    decider = OrderDecider(orders, ItemLookup(ITEMS), Quarantined((1001, ("",))))
+    await decider.handle(deliveries(received(without_sku(uk_vat_inclusive(1001), 0))))
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined"]
+
+    assert await decider.release_resolved() == []
+    decider.quarantined = Quarantined((1001, ("MUG-WHT",)))  # a read model saying less than the order
+    assert await decider.release_resolved() == [1001]
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined"]
+
+
+async def test_the_sweep_and_the_consumers_batches_decide_one_at_a_time(orders):
+    """Both save Orders through the application: never two at once in one decider (a batch
+    and a release of the same order would otherwise race to the event store)."""
+    lookup = ItemLookup(items("TSHIRT-BLK-M"))
+    decider = OrderDecider(orders, lookup, Quarantined((1001, ("MUG-WHT",))))
+    await decider.handle(deliveries(received(uk_vat_inclusive(1001))))
+    lookup.catalogue.update(ITEMS)
+    running, most = [0], [0]
+    handle = orders.handle
+
+    def slow_handle(*args: Any) -> Any:  # runs in a worker thread, as in the service
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        running[0] -= 1
+        return handle(*args)
+
+    orders.handle = slow_handle  # type: ignore[method-assign]
+    await asyncio.gather(decider.release_resolved(), decider.handle(deliveries(received(us_tax_exclusive(2001)))),
+                         decider.handle(deliveries(release(1001))))
+
+    assert most[0] == 1
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined", "OrderReleased", "SalesOrderRequested"]
+    assert recorded(orders, 2001) == ["OrderReceived", "SalesOrderRequested"]
+
+
+async def test_the_sweep_runs_every_interval_and_outlives_a_read_model_that_fails(orders):
+    lookup = ItemLookup(items("TSHIRT-BLK-M"))
+    reads = [0]
+
+    async def flaky() -> list[tuple[int, tuple[str, ...]]]:
+        reads[0] += 1
+        if reads[0] == 1:
+            raise ConnectionRefusedError("PostgreSQL is restarting")
+        return [(1001, ("MUG-WHT",))]
+
+    decider = OrderDecider(orders, lookup, flaky)
+    await decider.handle(deliveries(received(uk_vat_inclusive(1001))))
+    lookup.catalogue.update(ITEMS)
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(decider.sweep(stop, 0.02))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if orders.find_order(1001).state is OrderState.SENT:  # type: ignore[union-attr]
+            break
+    stop.set()
+    await sweeping
+    assert reads[0] >= 2
+    assert recorded(orders, 1001) == ["OrderReceived", "OrderQuarantined", "OrderReleased", "SalesOrderRequested"]
 
 
 async def test_the_decider_runs_behind_the_platform_consumer(orders, settings: Settings):

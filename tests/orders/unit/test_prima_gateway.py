@@ -83,6 +83,7 @@ class FakeParking:
 
     parked: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     retried: list[UUID] = field(default_factory=list)
+    resolved: list[UUID] = field(default_factory=list)
 
     async def park(self, command: BaseModel, *, gateway: str, subject: str, reason: str, attempts: int) -> None:
         self.parked[command.command_id] = {"command": command, "gateway": gateway, "subject": subject,
@@ -96,6 +97,9 @@ class FakeParking:
 
     async def mark_retried(self, command_id: UUID) -> None:
         self.retried.append(command_id)
+
+    async def resolve(self, command_ids: Any) -> None:
+        self.resolved.extend(command_ids)
 
 
 @pytest.fixture
@@ -221,6 +225,100 @@ async def test_a_2xx_that_does_not_follow_the_contract_parks_the_command(make_ga
     assert result.parked and isinstance(result.outcome, PrimaSalesOrderParked)
     assert "does not follow the contract" in result.outcome.reason and "sales_order_number" in result.outcome.reason
     assert command.command_id in gw.parking.parked
+
+
+# ------------------------------------------------- Prima already holds the order's sales order
+
+
+def found(*sales_orders: dict[str, Any]) -> Answer:
+    return lambda request: httpx.Response(200, json={"sales_orders": list(sales_orders)})
+
+
+def holding(command: Any, number: str = "SO-000777") -> dict[str, Any]:
+    return {"sales_order_number": number, "status": "open",
+            "external_reference": command.sales_order.external_reference}
+
+
+async def test_409_duplicate_external_reference_adopts_the_sales_order_prima_holds(make_gateway):
+    """Defect 1: an earlier attempt committed and its answer was lost; this command (another key)
+    gets 409 duplicate_external_reference. That is "already created", not a rejection."""
+    command = create_sales_order()
+    gw = make_gateway(Prima(answer(409, "duplicate_external_reference"), found(holding(command))))
+
+    result = await gw.gateway.execute(command)
+
+    assert isinstance(result.outcome, PrimaSalesOrderCreated) and not result.parked
+    assert (result.outcome.command_id, result.outcome.sales_order_number, result.outcome.adopted) == (
+        command.command_id, "SO-000777", True)
+    create, lookup = gw.prima.requests
+    assert (create.method, lookup.method, lookup.url.path) == ("POST", "GET", "/v1/sales-orders")
+    assert dict(lookup.url.params) == {"external_reference": command.sales_order.external_reference}
+    assert "Idempotency-Key" not in lookup.headers
+
+
+async def test_another_409_is_still_a_rejection(make_gateway):
+    gw = make_gateway(Prima(answer(409, "idempotency_key_reused")))
+    result = await gw.gateway.execute(create_sales_order())
+    assert isinstance(result.outcome, PrimaSalesOrderRejected) and result.outcome.code == "idempotency_key_reused"
+    assert len(gw.prima.requests) == 1  # nothing looked up
+
+
+@pytest.mark.parametrize("lookup", [found(), answer(503), answer(404, "not_found")], ids=["none", "503", "404"])
+async def test_a_duplicate_prima_cannot_show_parks_the_command_rather_than_reject_it(make_gateway, lookup):
+    """Prima says it holds the order's sales order, but the look-up does not find it (or fails):
+    neither a rejection (which would let the order decide again) nor a guess: parked, re-driven."""
+    command = create_sales_order()
+    gw = make_gateway(Prima(answer(409, "duplicate_external_reference"), lookup))
+
+    result = await gw.gateway.execute(command)
+
+    assert result.parked and isinstance(result.outcome, PrimaSalesOrderParked)
+    assert "duplicate_external_reference" in result.outcome.reason
+    assert command.command_id in gw.parking.parked
+
+
+async def test_a_sales_order_of_another_external_reference_is_never_adopted(make_gateway):
+    command = create_sales_order()
+    other = {**holding(command), "external_reference": "someone-else"}
+    gw = make_gateway(Prima(answer(409, "duplicate_external_reference"), found(other)))
+    result = await gw.gateway.execute(command)
+    assert result.parked
+
+
+# ------------------------------------------------------------- the circuit breaker's two calls
+
+
+async def test_the_probe_is_one_cheap_call_and_any_answer_means_prima_is_there(make_gateway):
+    gw = make_gateway(Prima(answer(503), answer(404, "not_found")))
+    with pytest.raises(PrimaUnavailable):
+        await gw.gateway.probe()
+    await gw.gateway.probe()  # a refusal is an answer
+    assert [(r.method, r.url.path) for r in gw.prima.requests] == [("GET", "/v1/health")] * 2
+
+
+async def test_a_redrive_is_one_attempt_with_the_commands_own_key_and_publishes_what_prima_answered(make_gateway):
+    command = create_sales_order()
+    gw = make_gateway(Prima(answer(503), created(200, replayed=True)))
+
+    still_down = await gw.gateway.redrive(command)
+    assert not still_down.settled and "503" in still_down.reason and still_down.attempts == 1
+    assert gw.published == [] and gw.parking.parked == {}  # nothing published, not parked again
+
+    done = await gw.gateway.redrive(command)
+    assert done.settled
+    [outcome] = gw.published
+    assert isinstance(outcome.message, PrimaSalesOrderCreated) and outcome.message.replayed
+    assert outcome.key == order_key(2001)
+    assert {r.headers["Idempotency-Key"] for r in gw.prima.requests} == {command.idempotency_key}
+
+
+async def test_answered_commands_of_a_batch_are_resolved_and_parked_ones_not(make_gateway):
+    ok, down = create_sales_order(uk_vat_inclusive(1001)), create_sales_order(us_tax_exclusive(2001))
+    gw = make_gateway(Prima(lambda r: (prima_error(503, "unavailable") if b'"2001"' in r.content
+                                       else httpx.Response(201, json=sales_order(r)))))
+    await gw.gateway.handle(commands_delivered(ok, down))
+    assert gw.parking.resolved == [ok.command_id]
+    assert set(gw.parking.parked) == {down.command_id}
 
 
 # ----------------------------------------------------------------------- a batch of commands

@@ -255,6 +255,44 @@ async def test_injected_timeout_then_retry_gives_one_sales_order(client, db):
     assert (await client.get("/_sandbox/faults")).json()["counters"]["timeouts"] == 1
 
 
+async def test_commit_then_timeout_creates_the_sales_order_and_answers_after_the_client_gave_up(client, db):
+    """Unlike timeout_next, the request is done: Prima committed, only the answer is late."""
+    await client.post("/_sandbox/faults", json={"commit_then_timeout_next": 1, "commit_then_delay_seconds": 1.0})
+    with pytest.raises(httpx.ReadTimeout):
+        await client.post("/v1/sales-orders", json=ORDER, headers={**AUTH, "Idempotency-Key": "late"}, timeout=0.3)
+    assert await sales_order_count(db) == 1  # committed although the client heard nothing
+
+    retry = await create(client, ORDER, key="late")  # the same key: the same sales order, answered now
+    assert (retry.status_code, retry.headers["Idempotent-Replayed"]) == (200, "true")
+    other_key = await create(client, ORDER, key="another")
+    assert (other_key.status_code, other_key.json()["error"]["code"]) == (409, "duplicate_external_reference")
+    assert retry.json()["sales_order_number"] in other_key.json()["error"]["message"]
+    await asyncio.sleep(1.0)  # the held answer went out (to nobody) by now; nothing more was made
+    assert await sales_order_count(db) == 1
+    state = (await client.get("/_sandbox/faults")).json()
+    assert state["counters"]["commit_then_timeouts"] == 1 and state["faults"]["commit_then_timeout_next"] == 0
+
+
+async def test_commit_then_drop_creates_the_sales_order_and_closes_the_connection(client, db):
+    await client.post("/_sandbox/faults", json={"commit_then_drop_next": 1})
+    with pytest.raises(httpx.RemoteProtocolError):  # the status line came, the body never did
+        await create(client, ORDER, key="dropped")
+    assert await sales_order_count(db) == 1
+    retry = await create(client, ORDER, key="dropped")
+    assert (retry.status_code, retry.headers["Idempotent-Replayed"]) == (200, "true")
+    assert (await client.get("/_sandbox/faults")).json()["counters"]["commit_then_drops"] == 1
+
+
+async def test_faults_before_the_work_come_before_those_after_it(client, db):
+    await client.post("/_sandbox/faults", json={"fail_next": 1, "fail_status": 503, "commit_then_drop_next": 1})
+    assert (await create(client, ORDER)).status_code == 503  # nothing done
+    assert await sales_order_count(db) == 0
+    with pytest.raises(httpx.RemoteProtocolError):
+        await create(client, ORDER)  # done, never answered
+    assert (await create(client, ORDER)).status_code == 200  # no fault left: the replay
+    assert await sales_order_count(db) == 1
+
+
 async def test_latency_applies_to_matching_requests(client):
     await client.post("/_sandbox/faults", json={"latency_ms": 300, "path_prefix": "/v1/items", "method": None})
     started = time.monotonic()
