@@ -263,6 +263,17 @@ async def _push_exception(b: _Batch, e: Any, row: dict, kind: str, reason: str, 
     await b.raise_exception(e, kind, reason, payload, release_action(e.sku, e.location_id), supersedes=PUSH_KINDS)
 
 
+async def _push_found_stale(b: _Batch, e: ev.PushFoundStale, row: dict) -> None:
+    if row["shopify_level_at"] is None or e.observed_at >= row["shopify_level_at"]:
+        row.update(shopify_level=e.shopify_level, shopify_level_at=e.observed_at)
+    if row["pending_command_id"] is not None and row["pending_command_id"] == e.command_id:
+        row.update(pending_command_id=None, pending_quantity=None)
+
+
+async def _allocation(b: _Batch, e: Any, row: dict) -> None:
+    """Pending allocations show in the desired level (DesiredLevelChanged); nothing else here."""
+
+
 async def _push_released(b: _Batch, e: ev.PushReleased, row: dict) -> None:
     row.update(exception_kind=None, exception_reason=None)
     await b.resolve(e, PUSH_KINDS)
@@ -338,7 +349,11 @@ HANDLERS = {
     "StockItem.PushConfirmed": _push_confirmed,
     "StockItem.PushRejected": _push_rejected,
     "StockItem.PushFailed": _push_failed,
+    "StockItem.PushFoundStale": _push_found_stale,
     "StockItem.PushReleased": _push_released,
+    "StockItem.AllocationPending": _allocation,
+    "StockItem.AllocationNumbered": _allocation,
+    "StockItem.AllocationCleared": _allocation,
     "CatalogItem.Registered": _catalog_registered,
     "CatalogItem.PrimaItemRecorded": _item_recorded,
     "CatalogItem.ShopifyVariantRecorded": _variant_recorded,

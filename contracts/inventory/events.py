@@ -49,6 +49,10 @@ class PrimaAvailabilityRecorded(_StockEvent):
     reference: str
     source: Literal["stock", "bundle"]
     components: dict[str, int] | None = None  # a bundle's component SKU -> units per bundle
+    # the latest sales order whose allocation Prima's record includes (its external reference),
+    # and the highest sales-order position the StockItem knows included (0: none)
+    allocated_for: str | None = None
+    allocated_through: int = 0
 
 
 class DesiredLevelChanged(_StockEvent):
@@ -57,6 +61,7 @@ class DesiredLevelChanged(_StockEvent):
     buffer: int
     buffer_rule: str
     desired: int
+    pending_allocations: int = 0  # units of accepted orders Prima has not allocated yet, held back
 
 
 class ShopifyLevelObserved(_StockEvent):
@@ -95,6 +100,42 @@ class PushFailed(_StockEvent):
     command_id: UUID
     attempts: int
     reason: str
+    failed_at: datetime | None = None
+
+
+class PushFoundStale(_StockEvent):
+    """The push was not applied: Shopify's level had moved (compare-and-set); the StockItem took
+    the level the gateway read and decided again."""
+
+    event_type: Literal["StockItem.PushFoundStale"] = "StockItem.PushFoundStale"
+    command_id: UUID
+    shopify_level: int
+    observed_at: datetime
+
+
+class AllocationPending(_StockEvent):
+    """An accepted order's units that Prima has not allocated yet: held back from Shopify."""
+
+    event_type: Literal["StockItem.AllocationPending"] = "StockItem.AllocationPending"
+    order_id: str
+    reference: str
+    units: int
+
+
+class AllocationNumbered(_StockEvent):
+    event_type: Literal["StockItem.AllocationNumbered"] = "StockItem.AllocationNumbered"
+    order_id: str
+    sales_order_number: str
+    position: int
+
+
+class AllocationCleared(_StockEvent):
+    """No longer pending: Prima's stock records include the allocation, or Prima refused the order."""
+
+    event_type: Literal["StockItem.AllocationCleared"] = "StockItem.AllocationCleared"
+    order_id: str
+    units: int
+    reason: str
 
 
 class PushException(_Frozen):
@@ -124,6 +165,7 @@ class PrimaItemRecorded(_StockEvent):
     active: bool
     components: dict[str, int]
     updated_at: datetime
+    change_id: int | None = None  # Prima's item-change sequence
 
 
 class ShopifyVariantRecorded(_StockEvent):
@@ -174,7 +216,8 @@ class ProductStatusRefused(_StockEvent):
 
 StockEvent = Annotated[
     StockItemRegistered | PrimaAvailabilityRecorded | DesiredLevelChanged | ShopifyLevelObserved | PushRequested
-    | PushConfirmed | PushRejected | PushFailed | PushReleased
+    | PushConfirmed | PushRejected | PushFailed | PushFoundStale | PushReleased
+    | AllocationPending | AllocationNumbered | AllocationCleared
     | CatalogItemRegistered | PrimaItemRecorded | ShopifyVariantRecorded | UnmappedWarehouseFound
     | VariantWithoutPrimaItem | VariantGuardCleared | ProductStatusRequested | ProductStatusConfirmed
     | ProductStatusRefused,

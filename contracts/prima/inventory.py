@@ -27,6 +27,11 @@ class PrimaStockLevel(_Frozen):
     change_id: int = Field(ge=1)  # Prima's stock-change sequence: increasing per record
     changed_at: datetime
     polled_at: datetime
+    # The latest sales order whose allocation the record includes: its external reference (the
+    # Shopify order id) and number. Prima numbers sales orders in commit order and allocates in
+    # the same transaction, so the record includes every sales order up to that number.
+    allocated_for: str | None = None
+    allocated_sales_order: str | None = None
 
 
 class BundleComponent(_Frozen):
@@ -46,9 +51,16 @@ class PrimaItemChanged(_Frozen):
     components: tuple[BundleComponent, ...] = ()
     updated_at: datetime
     polled_at: datetime
+    change_id: int | None = None  # Prima's item-change sequence: increasing in commit order
 
 
 PrimaInventoryFact = Annotated[PrimaStockLevel | PrimaItemChanged, Field(discriminator="message_type")]
+
+
+def sales_order_position(number: str | None) -> int:
+    """A Prima sales order's place in its sequential numbering: SO-000123 -> 123 (0: none)."""
+    digits = "".join(c for c in (number or "").rsplit("-", 1)[-1] if c.isdigit())
+    return int(digits) if digits else 0
 
 
 def sku_key(sku: str) -> bytes:

@@ -4,8 +4,9 @@ Facts:     ShopifyVariantObserved (shopify.inventory.v1): a variant as the catal
            it, with its "available" per location.
 Commands:  SetInventoryLevel, SetProductStatus (shopify.commands.v1): decided by the StockItem
            and CatalogItem aggregates, relayed from the outbox, executed by the Shopify gateway.
-Outcomes:  InventoryLevelConfirmed / InventoryLevelRejected / InventoryLevelFailed and
-           ProductStatusSet / ProductStatusRejected (shopify.outcomes.v1): what Shopify answered.
+Outcomes:  InventoryLevelConfirmed / InventoryLevelRejected / InventoryLevelFailed /
+           InventoryLevelStale and ProductStatusSet / ProductStatusRejected (shopify.outcomes.v1):
+           what Shopify answered.
 
 Every message about one SKU is keyed by the SKU (`sku_key`).
 """
@@ -56,8 +57,12 @@ ShopifyInventoryFact = Annotated[ShopifyVariantObserved, Field(discriminator="me
 class SetInventoryLevel(_Frozen):
     """Set "available" of one inventory item at one location, compare-and-set.
 
-    `change_from_quantity` is the level last confirmed or observed in Shopify; the gateway
-    re-reads and retries when Shopify says it is stale (Prima stays the truth)."""
+    `change_from_quantity` is the level last confirmed or observed in Shopify. When Shopify says
+    it is stale, the gateway re-reads the level and, unless it already is `quantity`, writes
+    nothing and answers InventoryLevelStale with what Shopify has: the level may have moved by a
+    sale Prima has not seen, and only the StockItem knows the orders it must account for.
+    `issued_at` orders one level's commands (strictly increasing per StockItem): the gateway
+    never writes a command older than one it has already taken up for that level."""
 
     message_type: Literal["SetInventoryLevel"] = "SetInventoryLevel"
     command_id: UUID
@@ -69,8 +74,10 @@ class SetInventoryLevel(_Frozen):
     reference_document_uri: str  # names the Prima stock record the level comes from
     issued_at: datetime
     # what made it: a Prima change (pushed after a short debounce), a full comparison's repair
-    # (batched with the rest of the run), an operator's release, a peak window's buffer
-    origin: Literal["prima_change", "full_comparison", "operator", "buffer_change"] = "prima_change"
+    # (batched with the rest of the run), an operator's release, a peak window's buffer, an order
+    # accepted or refused (pending allocations), a stale compare-and-set, an automatic release
+    origin: Literal["prima_change", "full_comparison", "operator", "buffer_change", "pending_allocation",
+                    "stale_level", "auto_release"] = "prima_change"
 
 
 class SetProductStatus(_Frozen):
@@ -126,6 +133,22 @@ class InventoryLevelFailed(_Frozen):
     occurred_at: datetime
 
 
+class InventoryLevelStale(_Frozen):
+    """Not applied: Shopify's level was no longer `change_from_quantity` (it moved: a sale, an
+    adjustment) and, read again, was `available`, not the command's quantity. Nothing was
+    written; the StockItem decides again from `available`."""
+
+    message_type: Literal["InventoryLevelStale"] = "InventoryLevelStale"
+    command_id: UUID
+    sku: str
+    inventory_item_id: str
+    location_id: str
+    quantity: int  # what the command asked for
+    change_from_quantity: int | None  # what it compared against
+    available: int  # what Shopify has
+    occurred_at: datetime
+
+
 class ProductStatusSet(_Frozen):
     message_type: Literal["ProductStatusSet"] = "ProductStatusSet"
     command_id: UUID
@@ -145,8 +168,8 @@ class ProductStatusRejected(_Frozen):
 
 
 ShopifyOutcome = Annotated[
-    InventoryLevelConfirmed | InventoryLevelRejected | InventoryLevelFailed | ProductStatusSet
-    | ProductStatusRejected,
+    InventoryLevelConfirmed | InventoryLevelRejected | InventoryLevelFailed | InventoryLevelStale
+    | ProductStatusSet | ProductStatusRejected,
     Field(discriminator="message_type"),
 ]
 
@@ -154,6 +177,7 @@ __all__ = [
     "InventoryLevelConfirmed",
     "InventoryLevelFailed",
     "InventoryLevelRejected",
+    "InventoryLevelStale",
     "ProductStatusRejected",
     "ProductStatusSet",
     "SetInventoryLevel",

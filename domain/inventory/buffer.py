@@ -17,7 +17,14 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    model_validator,
+)
 
 
 class _Rules(BaseModel):
@@ -99,6 +106,8 @@ class BufferRules(_Layer):
         return sorted({w.start for w in self.peak} | {w.end for w in self.peak})
 
 
-def desired_level(prima_available: int, buffer: int) -> int:
-    """What Shopify should show: Prima's available minus the buffer, never below zero."""
-    return max(0, prima_available - buffer)
+def desired_level(prima_available: int, buffer: int, pending_allocations: int = 0) -> int:
+    """What Shopify should show: Prima's available minus the buffer, minus the units of orders
+    the integration has accepted that Prima has not allocated yet (Shopify already sold them;
+    Prima's figure does not know it), never below zero."""
+    return max(0, prima_available - buffer - pending_allocations)

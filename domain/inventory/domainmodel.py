@@ -2,8 +2,16 @@
 
 StockItem, one per SKU and Shopify location: records what Prima has available (a stock record,
 or for a bundle the level its components allow), what Shopify shows (observed in a catalogue
-read, or confirmed by a push), and decides when Shopify must be told: only when the desired
-level, max(0, Prima available - buffer), differs from the level last seen in Shopify.
+read, confirmed by a push, or found by a push whose compare-and-set was stale), and decides when
+Shopify must be told: only when the desired level, max(0, Prima available - buffer - pending
+allocations), differs from the level last seen in Shopify. Pending allocations are the units of
+orders the integration has accepted (SalesOrderRequested) that Prima's stock records do not
+include yet: Shopify already sold them, so Prima's lagging figure must not give them back. An
+order stops being pending when a stock record includes its allocation (the record names it, or
+names a later sales order: Prima numbers them in commit order), or when Prima refuses it.
+
+Outcomes of pushes apply in the order of the pushes (each push has a number): a redelivered
+confirmation of an older push never clears a newer push's exception.
 
 CatalogItem, one per SKU: Prima's item master entry (active, bundle components) beside the
 Shopify variant that sells it. It raises the publishing guard's exception when a Shopify
@@ -16,7 +24,8 @@ notification log. Events carry the domain's own values (domain/inventory/values.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -25,12 +34,15 @@ from eventsourcing.domain import Aggregate, event
 from domain.catalog.items import ItemType, PrimaItem, is_sellable, why_not_sellable
 from domain.inventory.buffer import BufferRules, desired_level
 from domain.inventory.values import (
+    AutoRelease,
     InventoryPush,
     ItemReported,
+    PendingAllocation,
     ProductStatusApplied,
     ProductStatusChange,
     PushConfirmedByShopify,
     PushException,
+    PushFoundStaleByShopify,
     PushOutcome,
     PushParkedByGateway,
     PushRejectedByShopify,
@@ -40,6 +52,7 @@ from domain.inventory.values import (
 
 STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/stock-items")
 CATALOG_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/catalog-items")
+SETTLED_REMEMBERED = 200  # references of allocated orders a StockItem remembers (a late or repeated request)
 
 
 def stock_reference(warehouse: str, sku: str, change_id: int) -> str:
@@ -68,27 +81,49 @@ class StockItem(Aggregate):
         self.buffer: int | None = None
         self.buffer_rule: str | None = None
         self.desired: int | None = None
+        self.desired_pending = 0  # the pending allocations the desired level accounts for
         self.inventory_item_id: str | None = None
         self.shopify_level: int | None = None
         self.shopify_level_at: datetime | None = None
         self.pending: InventoryPush | None = None  # the push awaiting its outcome
         self.pushes = 0
+        self.last_issued_at: datetime | None = None
         self.exception: PushException | None = None
+        # The order of the pushes: each push's number (1, 2, ...), for those an outcome may still
+        # apply to. A confirmation applies only to a push not older than the newest confirmed
+        # (an equal one is a duplicate) or the newest that became an exception.
+        self.issued: dict[str, int] = {}
+        self.confirmed_push = 0
+        self.excepted_push = 0
+        # The gateway gave up: when (last, and first since Shopify last confirmed), how often.
+        self.failed_at: datetime | None = None
+        self.first_failed_at: datetime | None = None
+        self.failures = 0
+        # Orders accepted that Prima has not allocated yet; what Prima's records include.
+        self.allocations: dict[str, PendingAllocation] = {}
+        self.allocated_through = 0  # the highest sales-order position Prima's records include
+        self.settled: dict[str, None] = {}  # references of orders known allocated (the latest few)
 
     # -- events -------------------------------------------------------------------------------
 
     @event("PrimaAvailabilityRecorded")
     def _prima_recorded(self, available: int, change_id: int, reference: str, source: str,
-                        components: dict[str, int] | None) -> None:
+                        components: dict[str, int] | None, allocated_for: str | None = None,
+                        allocated_through: int = 0) -> None:
         self.prima_available = available
         self.prima_change_id = max(self.prima_change_id, change_id)
         self.prima_reference = reference
+        self.allocated_through = max(self.allocated_through, allocated_through)
+        if allocated_for is not None:
+            self._remember_settled(allocated_for)
 
     @event("DesiredLevelChanged")
-    def _desired_changed(self, prima_available: int, buffer: int, buffer_rule: str, desired: int) -> None:
+    def _desired_changed(self, prima_available: int, buffer: int, buffer_rule: str, desired: int,
+                         pending_allocations: int = 0) -> None:
         self.buffer = buffer
         self.buffer_rule = buffer_rule
         self.desired = desired
+        self.desired_pending = pending_allocations
 
     @event("ShopifyLevelObserved")
     def _observed(self, inventory_item_id: str, available: int, observed_at: datetime,
@@ -103,6 +138,8 @@ class StockItem(Aggregate):
     def _push_requested(self, command: InventoryPush, desired: int, shopify_level: int | None) -> None:
         self.pending = command
         self.pushes += 1
+        self.issued[str(command.command_id)] = self.pushes
+        self.last_issued_at = command.issued_at
 
     @event("PushConfirmed")
     def _push_confirmed(self, command_id: UUID, quantity: int, previous_quantity: int | None,
@@ -113,38 +150,96 @@ class StockItem(Aggregate):
         if self.pending is not None and self.pending.command_id == command_id:
             self.pending = None
         self.exception = None
+        self.confirmed_push = max(self.confirmed_push, self.issued.get(str(command_id), 0))
+        self.failed_at = self.first_failed_at = None
+        self.failures = 0
+        self._forget_settled_pushes()
 
     @event("PushRejected")
     def _push_rejected(self, command_id: UUID, code: str, reason: str) -> None:
         self.pending = None
         self.exception = PushException(kind="push_rejected", code=code, reason=reason, command_id=command_id)
+        self.excepted_push = max(self.excepted_push, self.issued.get(str(command_id), 0))
+        self._forget_settled_pushes()
 
     @event("PushFailed")
-    def _push_failed(self, command_id: UUID, attempts: int, reason: str) -> None:
+    def _push_failed(self, command_id: UUID, attempts: int, reason: str, failed_at: datetime | None = None) -> None:
         self.pending = None
         self.exception = PushException(kind="push_failed", code="gateway_gave_up", reason=reason,
                                        command_id=command_id)
+        self.excepted_push = max(self.excepted_push, self.issued.get(str(command_id), 0))
+        self._forget_settled_pushes()
+        self.failures += 1
+        if failed_at is not None:
+            self.failed_at = failed_at
+            if self.first_failed_at is None:
+                self.first_failed_at = failed_at
+
+    @event("PushFoundStale")
+    def _push_found_stale(self, command_id: UUID, shopify_level: int, observed_at: datetime) -> None:
+        if self.pending is not None and self.pending.command_id == command_id:
+            self.pending = None
+        if self.shopify_level_at is None or observed_at >= self.shopify_level_at:
+            self.shopify_level = shopify_level
+            self.shopify_level_at = observed_at
+
+    @event("AllocationPending")
+    def _allocation_pending(self, order_id: str, reference: str, units: int) -> None:
+        self.allocations[order_id] = PendingAllocation(order_id=order_id, reference=reference, units=units)
+
+    @event("AllocationNumbered")
+    def _allocation_numbered(self, order_id: str, sales_order_number: str, position: int) -> None:
+        found = self.allocations.get(order_id)
+        if found is not None:
+            self.allocations[order_id] = replace(found, position=position)
+
+    @event("AllocationCleared")
+    def _allocation_cleared(self, order_id: str, units: int, reason: str) -> None:
+        found = self.allocations.pop(order_id, None)
+        if found is not None:
+            self._remember_settled(found.reference)
+
+    def _forget_settled_pushes(self) -> None:
+        floor = max(self.confirmed_push + 1, self.excepted_push)
+        self.issued = {cid: n for cid, n in self.issued.items() if n >= floor}
+
+    def _remember_settled(self, reference: str) -> None:
+        self.settled.pop(reference, None)
+        self.settled[reference] = None
+        while len(self.settled) > SETTLED_REMEMBERED:
+            del self.settled[next(iter(self.settled))]
+
+    @property
+    def pending_allocations(self) -> int:
+        return sum(a.units for a in self.allocations.values())
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def record_prima_stock(self, available: int, change_id: int, rules: BufferRules, now: datetime) -> bool:
-        """A Prima stock record for this SKU's warehouse. Older or repeated records change nothing."""
+    def record_prima_stock(self, available: int, change_id: int, rules: BufferRules, now: datetime,
+                           allocated_for: str | None = None, allocated_through: int = 0) -> bool:
+        """A Prima stock record for this SKU's warehouse. Older or repeated records change nothing.
+        The accepted orders the record includes the allocation of are no longer pending."""
         if change_id <= self.prima_change_id:
             return False
         self._prima_recorded(available=available, change_id=change_id,
                              reference=stock_reference(self.warehouse, self.sku, change_id),
-                             source="stock", components=None)
+                             source="stock", components=None, allocated_for=allocated_for,
+                             allocated_through=allocated_through)
+        self._settle_allocations(allocated_for)
         self._decide(rules, now, "prima_change")
         return True
 
     def record_bundle_level(self, available: int, components: dict[str, int], rules: BufferRules,
-                            now: datetime) -> bool:
-        """The level a bundle's components allow at this location, recomputed by the decider."""
+                            now: datetime, allocated_through: int = 0) -> bool:
+        """The level a bundle's components allow at this location, recomputed by the decider;
+        `allocated_through`: the sales orders every component's records include."""
         reference = bundle_reference(self.warehouse, self.sku, components)
-        if (available, reference) == (self.prima_available, self.prima_reference):
+        if (available, reference) == (self.prima_available, self.prima_reference) \
+                and allocated_through <= self.allocated_through:
             return False
         self._prima_recorded(available=available, change_id=0, reference=reference, source="bundle",
-                             components=components)
+                             components=components, allocated_through=allocated_through)
+        self._settle_allocations(None)
         self._decide(rules, now, "prima_change")
         return True
 
@@ -163,8 +258,14 @@ class StockItem(Aggregate):
         self._decide(rules, now, "full_comparison")
         return True
 
-    def record_outcome(self, outcome: PushOutcome) -> bool:
+    def record_outcome(self, outcome: PushOutcome, rules: BufferRules, now: datetime) -> bool:
+        """What Shopify answered to a push. Outcomes are applied in the order of the pushes: a
+        confirmation of a push this StockItem did not issue, or older than the newest confirmed
+        or excepted push (a redelivery), changes nothing; a failure or a stale compare-and-set of
+        a push that a newer one replaced is left to the newer one."""
         if isinstance(outcome, PushConfirmedByShopify):
+            if str(outcome.command_id) not in self.issued:
+                return False
             self._push_confirmed(command_id=outcome.command_id, quantity=outcome.quantity,
                                  previous_quantity=outcome.previous_quantity,
                                  stale_retries=outcome.stale_retries, occurred_at=outcome.occurred_at)
@@ -175,7 +276,15 @@ class StockItem(Aggregate):
             self._push_rejected(command_id=outcome.command_id, code=outcome.code, reason=outcome.reason)
             return True
         if isinstance(outcome, PushParkedByGateway):
-            self._push_failed(command_id=outcome.command_id, attempts=outcome.attempts, reason=outcome.reason)
+            self._push_failed(command_id=outcome.command_id, attempts=outcome.attempts, reason=outcome.reason,
+                              failed_at=outcome.occurred_at or now)
+            return True
+        if isinstance(outcome, PushFoundStaleByShopify):
+            # not applied: Shopify moved (a sale, say). Take its level and decide again, with the
+            # orders Prima has not allocated yet, rather than force the old quantity over it.
+            self._push_found_stale(command_id=outcome.command_id, shopify_level=outcome.shopify_level,
+                                   observed_at=outcome.occurred_at)
+            self._decide(rules, now, "stale_level")
             return True
         return False
 
@@ -183,32 +292,97 @@ class StockItem(Aggregate):
     def _released(self, released_by: str, previous: PushException) -> None:
         self.exception = None
 
-    def release(self, released_by: str, rules: BufferRules, now: datetime) -> bool:
-        """After a rejected or failed push was looked at (and fixed): decide again."""
+    def release(self, released_by: str, rules: BufferRules, now: datetime, origin: str = "operator") -> bool:
+        """After a rejected or failed push was looked at (and fixed), or, for a failed one, after
+        its backoff (`origin` "auto_release"): decide again."""
         if self.exception is None:
             return False
         self._released(released_by=released_by, previous=self.exception)
-        self._decide(rules, now, "operator")
+        self._decide(rules, now, origin)
         return True
+
+    def auto_release_due(self, now: datetime, policy: AutoRelease) -> bool:
+        """A push the gateway gave up on (not one Shopify rejected: that needs a person) is
+        decided again after a backoff per failure, until the horizon after its first failure."""
+        if self.exception is None or self.exception.kind != "push_failed" or self.failed_at is None:
+            return False
+        first = self.first_failed_at or self.failed_at
+        if (now - first).total_seconds() > policy.horizon_seconds:
+            return False
+        wait = min(policy.max_seconds, policy.initial_seconds * 2 ** max(0, self.failures - 1))
+        return (now - self.failed_at).total_seconds() >= wait
 
     def refresh(self, rules: BufferRules, now: datetime) -> bool:
         """Re-evaluate the buffer (a peak window opened or closed)."""
         return self._decide(rules, now, "buffer_change")
 
+    # -- pending allocations (orders Shopify sold that Prima has not allocated yet) -------------
+
+    def record_order_accepted(self, order_id: str, reference: str, units: int, rules: BufferRules,
+                              now: datetime) -> bool:
+        """An order's units, sold in Shopify, that Prima's available does not include yet. Only
+        where Prima reports a level (a service item has no stock to allocate); an order already
+        pending, or one Prima's records already include, changes nothing."""
+        if self.prima_available is None or order_id in self.allocations or reference in self.settled:
+            return False
+        self._allocation_pending(order_id=order_id, reference=reference, units=units)
+        self._decide(rules, now, "pending_allocation")
+        return True
+
+    def record_sales_order_created(self, order_id: str, sales_order_number: str, position: int,
+                                   rules: BufferRules, now: datetime) -> bool:
+        """Prima made the order's sales order: once a stock record includes its number (now or
+        later), the order is no longer pending here."""
+        found = self.allocations.get(order_id)
+        if found is None or found.position == position:
+            return False
+        if position <= self.allocated_through:
+            self._allocation_cleared(order_id=order_id, units=found.units, reason="allocated_by_prima")
+            self._decide(rules, now, "pending_allocation")
+            return True
+        self._allocation_numbered(order_id=order_id, sales_order_number=sales_order_number, position=position)
+        return True
+
+    def record_order_not_allocated(self, order_id: str, reason: str, rules: BufferRules, now: datetime) -> bool:
+        """Prima refused the order's sales order: it allocated nothing, nothing is pending."""
+        found = self.allocations.get(order_id)
+        if found is None:
+            return False
+        self._allocation_cleared(order_id=order_id, units=found.units, reason=f"not_allocated: {reason}"[:500])
+        self._decide(rules, now, "pending_allocation")
+        return True
+
+    def _settle_allocations(self, allocated_for: str | None) -> None:
+        for found in list(self.allocations.values()):
+            if found.reference == allocated_for or (
+                    found.position is not None and found.position <= self.allocated_through):
+                self._allocation_cleared(order_id=found.order_id, units=found.units, reason="allocated_by_prima")
+
+    # -- deciding -----------------------------------------------------------------------------
+
     def _decide(self, rules: BufferRules, now: datetime, origin: str) -> bool:
         if self.prima_available is None:
             return False
         buffer = rules.buffer_for(self.sku, now)
-        desired = desired_level(self.prima_available, buffer.units)
-        if (desired, buffer.units, buffer.rule) != (self.desired, self.buffer, self.buffer_rule):
+        pending = self.pending_allocations
+        desired = desired_level(self.prima_available, buffer.units, pending)
+        if (desired, buffer.units, buffer.rule, pending) != (self.desired, self.buffer, self.buffer_rule,
+                                                             self.desired_pending):
             self._desired_changed(prima_available=self.prima_available, buffer=buffer.units,
-                                  buffer_rule=buffer.rule, desired=desired)
+                                  buffer_rule=buffer.rule, desired=desired, pending_allocations=pending)
         if self.inventory_item_id is None or self.exception is not None:
             return False  # not sold in Shopify here yet / waiting for a person
-        if desired == self.shopify_level:
+        if self.pending is not None:
+            if self.pending.quantity == desired:
+                return False  # already asked for
+            # else a newer push replaces the pending one (even back to Shopify's level: the
+            # pending one would otherwise still be written)
+        elif desired == self.shopify_level:
             return False  # push only what changed
-        if self.pending is not None and self.pending.quantity == desired:
-            return False  # already asked for
+        # issued_at orders this StockItem's decisions for the gateway: strictly increasing, even
+        # for two pushes decided in one batch (one `now`) or a wall clock that stepped back
+        issued_at = now if self.last_issued_at is None or now > self.last_issued_at \
+            else self.last_issued_at + timedelta(microseconds=1)
         command = InventoryPush(
             command_id=uuid5(self.id, f"set-inventory-level/{self.pushes + 1}"),
             sku=self.sku,
@@ -217,7 +391,7 @@ class StockItem(Aggregate):
             quantity=desired,
             change_from_quantity=self.shopify_level,
             reference_document_uri=self.prima_reference or f"prima://stock/{self.warehouse}/{self.sku}",
-            issued_at=now,
+            issued_at=issued_at,
             origin=origin,
         )
         self._push_requested(command=command, desired=desired, shopify_level=self.shopify_level)
@@ -242,9 +416,9 @@ class CatalogItem(Aggregate):
 
     @event("PrimaItemRecorded")
     def _item_recorded(self, item_id: str, item_type: str, active: bool, components: dict[str, int],
-                       updated_at: datetime) -> None:
+                       updated_at: datetime, change_id: int | None = None) -> None:
         self.item = {"item_id": item_id, "item_type": item_type, "active": active,
-                     "components": components, "updated_at": updated_at.isoformat()}
+                     "components": components, "updated_at": updated_at.isoformat(), "change_id": change_id}
 
     @event("ShopifyVariantRecorded")
     def _variant_recorded(self, variant_id: str, product_id: str, product_status: str,
@@ -295,16 +469,24 @@ class CatalogItem(Aggregate):
     def record_prima_item(self, fact: ItemReported, draft_unpublished: bool, now: datetime) -> bool:
         item = fact.item
         components = {c.sku: c.quantity for c in item.components}
-        if self.item is not None and datetime.fromisoformat(self.item["updated_at"]) >= fact.updated_at:
+        if self.item is not None and self._is_older(fact):
             return False
         current = self.item
         if current and (current["item_id"], current["item_type"], current["active"], current["components"]) == (
                 item.item_id, str(item.item_type), item.active, components):
             return False
         self._item_recorded(item_id=item.item_id, item_type=str(item.item_type), active=item.active,
-                            components=components, updated_at=fact.updated_at)
+                            components=components, updated_at=fact.updated_at, change_id=fact.change_id)
         self._guard_decide(draft_unpublished, now)
         return True
+
+    def _is_older(self, fact: ItemReported) -> bool:
+        """Prima's item-change sequence orders an item's changes as they were committed (a change
+        committed late may carry an earlier updated_at); updated_at where it is not known."""
+        known = self.item.get("change_id") if self.item else None
+        if known is not None and fact.change_id is not None:
+            return fact.change_id <= known
+        return datetime.fromisoformat(self.item["updated_at"]) >= fact.updated_at
 
     def record_variant(self, fact: VariantSeen, draft_unpublished: bool, now: datetime) -> bool:
         seen = (fact.variant_id, fact.product_id, fact.product_status, fact.inventory_item_id)

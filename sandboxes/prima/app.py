@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
@@ -73,7 +74,7 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         return error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    # faults and request counters, before any work
+    # faults (before or after the work) and request counters
     def route_path(scope: dict) -> str:
         for route in app.router.routes:
             if route.matches(scope)[0] is Match.FULL:
@@ -82,8 +83,8 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
 
     class FaultsAndCounts:
         """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a stream per
-        request): a fault switch answers before the request reaches its route; every answer is
-        counted per route and status."""
+        request): a fault switch answers before the request reaches its route, or lets the route
+        run and then answers late or not at all; every answer is counted per route and status."""
 
         def __init__(self, inner) -> None:
             self.inner = inner
@@ -106,11 +107,33 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
                 await response(scope, receive, counted)
             elif fault == "timeout":
                 await error(504, "injected_timeout", "injected timeout; nothing was done")(scope, receive, counted)
+            elif fault in ("commit_then_timeout", "commit_then_drop"):
+                await self.after_work(fault, scope, receive, counted)
             else:
                 await self.inner(scope, receive, counted)
             route = scope.get("route")  # set by the router once it matched (a fault answers before it)
             requests[f"{method} {route.path if route is not None else route_path(scope)}"][
                 str(status[0] if status else 500)] += 1
+
+        async def after_work(self, fault: str, scope, receive, send) -> None:
+            """The route runs (what it does is committed), its answer is held back; then it is
+            sent late (commit_then_timeout: the client gave up by then) or only its status line
+            and headers are, and the connection is closed with the body missing
+            (commit_then_drop: uvicorn closes it when the app returns with the response
+            incomplete)."""
+            delay = faults.config.commit_then_delay_seconds
+            held: list[dict] = []
+
+            async def hold(message) -> None:
+                held.append(message)
+
+            await self.inner(scope, receive, hold)
+            if fault == "commit_then_timeout":
+                await asyncio.sleep(delay)
+                for message in held:
+                    await send(message)
+            else:
+                await send(next(m for m in held if m["type"] == "http.response.start"))
 
     app.add_middleware(FaultsAndCounts)
 
@@ -132,8 +155,9 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
 
     @app.get("/v1/items", dependencies=auth)
     async def list_items(changed_since: AwareDatetime | None = None, cursor: str | None = None,
-                         limit: int = Query(200, ge=1, le=500), db: Store = Depends(store)) -> dict:
-        items, next_cursor = await db.list_items(changed_since, cursor, limit)
+                         after: str | None = None, limit: int = Query(200, ge=1, le=500),
+                         db: Store = Depends(store)) -> dict:
+        items, next_cursor = await db.list_items(changed_since, cursor, limit, after)
         return {"items": [i.model_dump(mode="json") for i in items], "next_cursor": next_cursor}
 
     @app.get("/v1/items/{sku}", dependencies=auth)

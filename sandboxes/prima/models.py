@@ -52,6 +52,7 @@ class ItemUpsert(_Body):
 
 class Item(ItemUpsert):
     updated_at: datetime
+    change_id: int  # this item's latest change, from one ever-growing sequence (commit order)
 
 
 class ItemsUpsert(_Body):
@@ -155,6 +156,10 @@ class FaultConfig(_Body):
     fail_status: int = Field(500, ge=400, le=599)
     timeout_next: int = Field(0, ge=0)
     timeout_seconds: float = Field(30, ge=0)
+    # after the work: the route ran (a sales order is committed), then the answer comes late or never
+    commit_then_timeout_next: int = Field(0, ge=0)
+    commit_then_drop_next: int = Field(0, ge=0)
+    commit_then_delay_seconds: float = Field(30, ge=0)
     latency_ms: int = Field(0, ge=0)
     path_prefix: str = "/v1/sales-orders"
     method: str | None = "POST"

@@ -25,6 +25,16 @@ CREATE TABLE IF NOT EXISTS items (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS items_changes ON items (updated_at, item_id);
+-- Item changes, like stock's: change_id from a sequence, renewed on every change, given while a
+-- lock serializes item writers, so change_ids become visible in increasing order ("change_id >
+-- cursor" misses nothing; updated_at is now() of the transaction and may commit out of order).
+CREATE SEQUENCE IF NOT EXISTS item_change_id;
+ALTER TABLE items ADD COLUMN IF NOT EXISTS change_id bigint;
+UPDATE items SET change_id = numbered.change_id
+FROM (SELECT item_id, nextval('item_change_id') AS change_id
+      FROM (SELECT item_id FROM items WHERE change_id IS NULL ORDER BY updated_at, item_id) AS unnumbered) AS numbered
+WHERE items.item_id = numbered.item_id;
+CREATE UNIQUE INDEX IF NOT EXISTS items_change_id ON items (change_id);
 CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
 INSERT INTO counters VALUES ('sales_order', 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS sales_orders (
@@ -50,6 +60,10 @@ CREATE TABLE IF NOT EXISTS stock (
     changed_at timestamptz NOT NULL,
     PRIMARY KEY (sku, warehouse)
 );
+-- The latest sales order allocated on the record (its external reference and number): kept
+-- through later changes, since the record includes every sales order up to that number.
+ALTER TABLE stock ADD COLUMN IF NOT EXISTS allocated_for text;
+ALTER TABLE stock ADD COLUMN IF NOT EXISTS allocated_sales_order text;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key                text PRIMARY KEY,
     request_hash       text NOT NULL,
@@ -79,7 +93,26 @@ SEED_STOCK = [
     StockUpsert(sku="MUG-STONE", warehouse="WH-MAIN", on_hand=40),
 ]
 
-STOCK_COLUMNS = ("sku", "warehouse", "on_hand", "allocated", "available", "change_id", "changed_at")
+STOCK_COLUMNS = ("sku", "warehouse", "on_hand", "allocated", "available", "change_id", "changed_at", "allocated_for",
+                 "allocated_sales_order")
+ALLOCATION_WAREHOUSE = "WH-MAIN"  # where Prima allocates a sales order's lines (its default warehouse)
+
+# A sales order's allocation: each line's stock (a bundle's components) in the allocation
+# warehouse, one new change per record, naming the sales order; a record that does not exist
+# yet is made (nothing on hand: available goes negative, oversold).
+ALLOCATE_STOCK = """
+WITH wanted AS (
+    SELECT sku, sum(units)::bigint AS units
+    FROM unnest($1::text[], $2::bigint[]) AS w(sku, units) GROUP BY sku ORDER BY sku
+)
+INSERT INTO stock AS s (sku, warehouse, on_hand, allocated, change_id, changed_at, allocated_for,
+                        allocated_sales_order)
+SELECT sku, $3, 0, units, nextval('stock_change_id'), now(), $4, $5 FROM wanted ORDER BY sku
+ON CONFLICT (sku, warehouse) DO UPDATE SET
+    allocated = s.allocated + EXCLUDED.allocated, change_id = EXCLUDED.change_id,
+    changed_at = EXCLUDED.changed_at, allocated_for = EXCLUDED.allocated_for,
+    allocated_sales_order = EXCLUDED.allocated_sales_order
+"""
 
 # One statement for any number of rows: the wanted on_hand/allocated per row from what was given
 # and what is stored; only rows that differ get written, each with a new change_id.
@@ -154,6 +187,9 @@ def decode_stock_cursor(cursor: str) -> int:
     return int(cursor)
 
 
+decode_change_cursor = decode_stock_cursor  # items' `after`: a change_id too
+
+
 def _stock(row: asyncpg.Record) -> dict:
     return {**dict(row), "changed_at": row["changed_at"].isoformat().replace("+00:00", "Z")}
 
@@ -168,8 +204,9 @@ def _order(row: asyncpg.Record) -> SalesOrder:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, allocation_warehouse: str = ALLOCATION_WAREHOUSE):
         self.pool = pool
+        self.allocation_warehouse = allocation_warehouse
 
     @classmethod
     async def open(cls, database_url: str, schema: str) -> Store:
@@ -197,7 +234,11 @@ class Store:
 
     # items
     async def list_items(self, changed_since: datetime | None, cursor: str | None,
-                         limit: int) -> tuple[list[Item], str | None]:
+                         limit: int, after_change: str | None = None) -> tuple[list[Item], str | None]:
+        if after_change is not None:
+            if cursor is not None or changed_since is not None:
+                raise ApiError("invalid_cursor", "after is not combined with cursor or changed_since", 400)
+            return await self._items_after(decode_change_cursor(after_change), limit)
         after = decode_cursor(cursor) if cursor else None
         rows = await self.pool.fetch(
             """SELECT * FROM items
@@ -209,6 +250,13 @@ class Store:
         more = len(rows) > limit
         return [_item(r) for r in page], (encode_cursor(page[-1]["updated_at"], page[-1]["item_id"])
                                           if more else None)
+
+    async def _items_after(self, position: int, limit: int) -> tuple[list[Item], str | None]:
+        """Items changed after a change_id, in change_id order; next_cursor only when more wait."""
+        rows = await self.pool.fetch("SELECT * FROM items WHERE change_id > $1 ORDER BY change_id LIMIT $2",
+                                     position, limit + 1)
+        page = rows[:limit]
+        return [_item(r) for r in page], (str(page[-1]["change_id"]) if len(rows) > limit else None)
 
     async def get_item(self, sku: str) -> Item | None:
         row = await self.pool.fetchrow("SELECT * FROM items WHERE sku = $1", sku)
@@ -271,6 +319,7 @@ class Store:
                     number, body.external_reference, key, body.model_dump_json())
                 await conn.execute("UPDATE idempotency_keys SET sales_order_number = $2 WHERE key = $1",
                                    key, number)
+                await _allocate(conn, body, number, self.allocation_warehouse)
                 return Created(_order(row), replayed=False)
         except asyncpg.UniqueViolationError as exc:  # same external_reference committed meanwhile
             existing = await self.pool.fetchval(
@@ -355,15 +404,41 @@ async def _check_items(conn: asyncpg.Connection, body: SalesOrderCreate) -> None
         raise ApiError("unknown_item", "; ".join(problems), 422)
 
 
+async def _allocate(conn: asyncpg.Connection, body: SalesOrderCreate, number: str, warehouse: str) -> None:
+    """Allocate the order's lines in `warehouse`, in the transaction that creates the sales order
+    (after its number: numbers and allocations are in commit order). A stock item allocates
+    itself, a bundle its components; a service nothing."""
+    rows = await conn.fetch("SELECT item_id, item_type, components FROM items WHERE item_id = ANY($1)",
+                            [line.item_id for line in body.lines])
+    items = {r["item_id"]: r for r in rows}
+    skus, units = [], []
+    for line in body.lines:
+        item = items[line.item_id]
+        if item["item_type"] == "stock":
+            skus.append(line.sku)
+            units.append(line.quantity)
+        elif item["item_type"] == "bundle":
+            for component in json.loads(item["components"]):
+                skus.append(component["sku"])
+                units.append(line.quantity * component["quantity"])
+    if not skus:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_stock:' || current_schema()))")
+    await conn.execute(ALLOCATE_STOCK, skus, units, warehouse, body.external_reference, number)
+
+
 async def _upsert_items(conn: asyncpg.Connection, items: list[ItemUpsert]) -> None:
-    # updated_at moves only for rows that are new or actually changed.
+    # updated_at and change_id move only for rows that are new or actually changed. Writers take
+    # a lock first, so change_ids become visible in increasing order (no gap a cursor could skip).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_items:' || current_schema()))")
     await conn.executemany(
-        """INSERT INTO items AS i (item_id, sku, description, active, item_type, components, unit_of_measure)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """INSERT INTO items AS i (item_id, sku, description, active, item_type, components, unit_of_measure,
+                                   change_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('item_change_id'))
            ON CONFLICT (item_id) DO UPDATE SET
                sku = EXCLUDED.sku, description = EXCLUDED.description, active = EXCLUDED.active,
                item_type = EXCLUDED.item_type, components = EXCLUDED.components,
-               unit_of_measure = EXCLUDED.unit_of_measure, updated_at = now()
+               unit_of_measure = EXCLUDED.unit_of_measure, updated_at = now(), change_id = EXCLUDED.change_id
            WHERE (i.sku, i.description, i.active, i.item_type, i.components, i.unit_of_measure)
                  IS DISTINCT FROM (EXCLUDED.sku, EXCLUDED.description, EXCLUDED.active,
                                    EXCLUDED.item_type, EXCLUDED.components, EXCLUDED.unit_of_measure)""",

@@ -34,15 +34,17 @@ def _published(model: type[Any], fields: Any = lambda e: {}) -> Route[Subject]:
 
 
 def _attrs(*names: str) -> Any:
-    return lambda e: {name: getattr(e, name) for name in names}
+    """The event's fields of these names; one an event stored before the field existed lacks
+    takes the message's default."""
+    return lambda e: {name: getattr(e, name) for name in names if hasattr(e, name)}
 
 
 ROUTES: dict[str, list[Route[Subject]]] = {
     "StockItem.Registered": [_published(wire.StockItemRegistered, _attrs("warehouse"))],
     "StockItem.PrimaAvailabilityRecorded": [_published(wire.PrimaAvailabilityRecorded, _attrs(
-        "available", "change_id", "reference", "source", "components"))],
+        "available", "change_id", "reference", "source", "components", "allocated_for", "allocated_through"))],
     "StockItem.DesiredLevelChanged": [_published(wire.DesiredLevelChanged, _attrs(
-        "prima_available", "buffer", "buffer_rule", "desired"))],
+        "prima_available", "buffer", "buffer_rule", "desired", "pending_allocations"))],
     "StockItem.ShopifyLevelObserved": [_published(wire.ShopifyLevelObserved, _attrs(
         "inventory_item_id", "available", "observed_at", "sync_run_id"))],
     "StockItem.PushRequested": [
@@ -53,13 +55,19 @@ ROUTES: dict[str, list[Route[Subject]]] = {
     "StockItem.PushConfirmed": [_published(wire.PushConfirmed, _attrs(
         "command_id", "quantity", "previous_quantity", "stale_retries", "occurred_at"))],
     "StockItem.PushRejected": [_published(wire.PushRejected, _attrs("command_id", "code", "reason"))],
-    "StockItem.PushFailed": [_published(wire.PushFailed, _attrs("command_id", "attempts", "reason"))],
+    "StockItem.PushFailed": [_published(wire.PushFailed, _attrs("command_id", "attempts", "reason", "failed_at"))],
+    "StockItem.PushFoundStale": [_published(wire.PushFoundStale, _attrs("command_id", "shopify_level",
+                                                                         "observed_at"))],
+    "StockItem.AllocationPending": [_published(wire.AllocationPending, _attrs("order_id", "reference", "units"))],
+    "StockItem.AllocationNumbered": [_published(wire.AllocationNumbered, _attrs(
+        "order_id", "sales_order_number", "position"))],
+    "StockItem.AllocationCleared": [_published(wire.AllocationCleared, _attrs("order_id", "units", "reason"))],
     "StockItem.PushReleased": [_published(wire.PushReleased, lambda e: {
         "released_by": e.released_by, "previous": wire.PushException(
             kind=e.previous.kind, code=e.previous.code, reason=e.previous.reason, command_id=e.previous.command_id)})],
     "CatalogItem.Registered": [_published(wire.CatalogItemRegistered)],
     "CatalogItem.PrimaItemRecorded": [_published(wire.PrimaItemRecorded, _attrs(
-        "item_id", "item_type", "active", "components", "updated_at"))],
+        "item_id", "item_type", "active", "components", "updated_at", "change_id"))],
     "CatalogItem.ShopifyVariantRecorded": [_published(wire.ShopifyVariantRecorded, _attrs(
         "variant_id", "product_id", "product_status", "inventory_item_id", "observed_at"))],
     "CatalogItem.UnmappedWarehouseFound": [_published(wire.UnmappedWarehouseFound, _attrs(

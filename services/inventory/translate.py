@@ -1,7 +1,9 @@
 """The inventory flow's edge: wire contracts in and out of the domain's own values.
 
-In: Prima's stock and item facts, Shopify's variant reads and the gateway's outcomes, and the
-operator's ReleaseStockLevel, become the facts the StockItem and CatalogItem aggregates take.
+In: Prima's stock and item facts, Shopify's variant reads and the gateway's outcomes, the
+operator's ReleaseStockLevel, and the order flow's SalesOrderRequested / SalesOrderCreated /
+SalesOrderRejected (pending allocations), become the facts the StockItem and CatalogItem
+aggregates take; the order flow's other events are none of the inventory's business (None).
 Out: their events become the stock-events messages, their commands SetInventoryLevel and
 SetProductStatus.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.orders import events as orders
 from contracts.platform import ReleaseStockLevel
 from contracts.prima import inventory as prima
 from contracts.shopify import inventory as shopify
@@ -17,15 +20,16 @@ from domain.catalog.items import Component, PrimaItem
 from domain.inventory import values as domain
 
 
-def fact(message: Any) -> domain.InventoryFact:
+def fact(message: Any) -> domain.InventoryFact | None:
     if isinstance(message, prima.PrimaStockLevel):
         return domain.StockLevelReported(sku=message.sku, warehouse=message.warehouse, available=message.available,
-                                         change_id=message.change_id)
+                                         change_id=message.change_id, allocated_for=message.allocated_for,
+                                         allocated_through=prima.sales_order_position(message.allocated_sales_order))
     if isinstance(message, prima.PrimaItemChanged):
         return domain.ItemReported(item=PrimaItem(
             item_id=message.item_id, sku=message.sku, description=message.description, item_type=message.item_type,
             active=message.active, components=tuple(Component(c.sku, c.quantity) for c in message.components),
-        ), updated_at=message.updated_at)
+        ), updated_at=message.updated_at, change_id=message.change_id)
     if isinstance(message, shopify.ShopifyVariantObserved):
         return domain.VariantSeen(
             sku=message.sku, variant_id=message.variant_id, product_id=message.product_id,
@@ -43,7 +47,12 @@ def fact(message: Any) -> domain.InventoryFact:
     if isinstance(message, shopify.InventoryLevelFailed):
         return domain.PushParkedByGateway(command_id=message.command_id, sku=message.sku,
                                           location_id=message.location_id, attempts=message.attempts,
-                                          reason=message.reason)
+                                          reason=message.reason, occurred_at=message.occurred_at)
+    if isinstance(message, shopify.InventoryLevelStale):
+        return domain.PushFoundStaleByShopify(command_id=message.command_id, sku=message.sku,
+                                              location_id=message.location_id,
+                                              inventory_item_id=message.inventory_item_id,
+                                              shopify_level=message.available, occurred_at=message.occurred_at)
     if isinstance(message, shopify.ProductStatusSet):
         return domain.ProductStatusApplied(command_id=message.command_id, sku=message.sku,
                                            product_id=message.product_id, status=message.status,
@@ -54,6 +63,19 @@ def fact(message: Any) -> domain.InventoryFact:
     if isinstance(message, ReleaseStockLevel):
         return domain.StockLevelReleaseRequested(sku=message.sku, location_id=message.location_id,
                                                  released_by=message.requested_by, requested_at=message.requested_at)
+    if isinstance(message, orders.SalesOrderRequested):
+        draft = message.command.sales_order
+        return domain.OrderAccepted(
+            order_id=str(message.shopify_order_id), reference=draft.external_reference,
+            lines=tuple(domain.OrderLineAccepted(sku=line.sku, units=line.quantity) for line in draft.lines))
+    if isinstance(message, orders.SalesOrderCreated):
+        return domain.SalesOrderCreatedInPrima(order_id=str(message.shopify_order_id),
+                                               sales_order_number=message.sales_order_number,
+                                               position=prima.sales_order_position(message.sales_order_number))
+    if isinstance(message, orders.SalesOrderRejected):
+        return domain.OrderNotAllocated(order_id=str(message.shopify_order_id), reason=f"{message.code}: {message.reason}")
+    if getattr(message, "message_type", None) == "OrderEvent":
+        return None  # an order event the inventory takes nothing from
     raise TypeError(f"not an inventory fact: {type(message).__name__}")
 
 

@@ -4,9 +4,10 @@ as facts.
 Two feeds, each with its cursor in `ingest.prima_cursors`:
 
 - "stock": `GET /v1/stock?after=<cursor>` (available to sell per SKU and warehouse, changed
-  since the cursor) -> one PrimaStockLevel per record.
-- "items": `GET /v1/items?changed_since=&cursor=` (the item master, bundle components
-  included) -> one PrimaItemChanged per item.
+  since the cursor, with the latest sales order allocated on the record) -> one PrimaStockLevel
+  per record.
+- "items": `GET /v1/items?after=<change_id>` (the item master, bundle components included,
+  changed after the cursor, in change_id order) -> one PrimaItemChanged per item.
 
 A page is fetched, turned into facts, sent to `prima.inventory.v1` keyed by SKU (idempotent
 producer, acks=all), and only when Kafka has acknowledged every message of the page is the
@@ -14,13 +15,13 @@ page's cursor stored. Pages follow one another while Prima has more; then the fe
 `prima_poll_interval_seconds`. Any failure (Prima 5xx, timeout or unreachable, a 4xx, a record
 that does not parse, a Kafka send error, the database) is logged and counted, leaves the cursor
 where it was, and the feed is polled again after a capped exponential backoff. A page is then
-published again whole: at least once, never skipped; consumers dedupe on `change_id` (stock)
-and `updated_at` (items).
+published again whole: at least once, never skipped; consumers dedupe on `change_id`.
 
-The items feed's cursor is the ingest's own: Prima's item cursor is null on the last page, so
-the ingest keeps the greatest (updated_at, item_id) it has published and asks again with
-`changed_since` = that updated_at (inclusive, as the contract says), skipping what it already
-published; within one pass it follows Prima's `next_cursor`.
+The items feed's cursor is the greatest item `change_id` published. (It was the greatest
+(updated_at, item_id): updated_at is when Prima's writing transaction began, so an item
+committed after others with a later updated_at had been published was skipped for good. A
+cursor stored in that old form is dropped: the feed starts again from the beginning, once, and
+the CatalogItems ignore what they already have.)
 
 One poller runs at a time (PostgreSQL advisory lock); `python -m services.prima.poller`. Prima is
 called through the one client (services/prima/client.py), Kafka through FastStream.
@@ -41,12 +42,23 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ValidationError
 
-from contracts.prima.inventory import BundleComponent, PrimaItemChanged, PrimaStockLevel, sku_key
+from contracts.prima.inventory import (
+    BundleComponent,
+    PrimaItemChanged,
+    PrimaStockLevel,
+    sku_key,
+)
 from contracts.topics import PRIMA_INVENTORY
 from services.platform.kafka import Outgoing, make_broker, publish_all
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
-from services.prima.client import ITEMS_PAGE_MAX, PrimaBadResponse, PrimaClient, PrimaRejected, PrimaUnavailable
+from services.prima.client import (
+    ITEMS_PAGE_MAX,
+    PrimaBadResponse,
+    PrimaClient,
+    PrimaRejected,
+    PrimaUnavailable,
+)
 
 log = logging.getLogger("shopify_prima.prima_poller")
 
@@ -101,10 +113,6 @@ class Page:
     facts: list[PrimaStockLevel | PrimaItemChanged]
     cursor: str | None  # to store once the facts are acknowledged; None: nothing to store
     has_more: bool
-
-
-def _dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 Publish = Callable[[list[Outgoing]], Awaitable[Any]]
@@ -169,7 +177,9 @@ class PrimaIngest:
         polled_at = datetime.now(UTC)
         try:
             facts = [PrimaStockLevel(sku=r["sku"], warehouse=r["warehouse"], available=r["available"],
-                                     change_id=r["change_id"], changed_at=r["changed_at"], polled_at=polled_at)
+                                     change_id=r["change_id"], changed_at=r["changed_at"], polled_at=polled_at,
+                                     allocated_for=r.get("allocated_for"),
+                                     allocated_sales_order=r.get("allocated_sales_order"))
                      for r in body["stock"]]
             next_cursor, has_more = body["next_cursor"], bool(body["has_more"])
             if not isinstance(next_cursor, str):
@@ -182,38 +192,32 @@ class PrimaIngest:
 
     async def _items_page(self, cursor: str | None) -> Page:
         state = json.loads(cursor) if cursor else {}
-        last = (_dt(state["last"][0]), state["last"][1]) if state.get("last") else None
+        after = state.get("after")  # None: from the start (also for a cursor of the old form)
         params: dict[str, Any] = {"limit": min(self.settings.prima_poll_page_size, ITEMS_PAGE_MAX)}
-        if state.get("changed_since"):
-            params["changed_since"] = state["changed_since"]
-        if state.get("cursor"):
-            params["cursor"] = state["cursor"]
+        if after is not None:
+            params["after"] = after
         body = await self._get("/v1/items", params)
         polled_at = datetime.now(UTC)
         try:
             rows, next_cursor = body["items"], body["next_cursor"]
-            keys = [(_dt(r["updated_at"]), r["item_id"]) for r in rows]
             facts = [
                 PrimaItemChanged(
                     sku=r["sku"], item_id=r["item_id"], description=r["description"], item_type=r["item_type"],
-                    active=r["active"], updated_at=r["updated_at"], polled_at=polled_at,
+                    active=r["active"], updated_at=r["updated_at"], polled_at=polled_at, change_id=r["change_id"],
                     components=tuple(BundleComponent(sku=c["sku"], quantity=c["quantity"])
                                      for c in r.get("components") or ()),
                 )
-                for r, key in zip(rows, keys, strict=True)
-                if last is None or key > last  # changed_since is inclusive: skip what was published
+                for r in rows
             ]
+            changes = [int(r["change_id"]) for r in rows]
         except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
             raise PollFailed("bad_data", f"an item page that does not parse: {type(exc).__name__}: {exc}") from exc
-        if keys and (last is None or max(keys) > last):
-            last = max(keys)
-        stored_last = [last[0].isoformat(), last[1]] if last else None
-        if next_cursor:
-            new_state = {"changed_since": state.get("changed_since"), "cursor": next_cursor, "last": stored_last}
-        else:  # the end: next time, ask from the greatest updated_at published
-            new_state = {"changed_since": stored_last[0] if stored_last else None, "cursor": None, "last": stored_last}
-        unchanged = new_state == {k: state.get(k) for k in new_state}
-        return Page(facts, None if unchanged else json.dumps(new_state, sort_keys=True), bool(next_cursor))
+        if changes != sorted(changes) or (after is not None and changes and changes[0] <= int(after)):
+            raise PollFailed("bad_data", "Prima's item page is not in change_id order after the cursor")
+        if next_cursor and not facts:
+            raise PollFailed("bad_data", "Prima said there are more items but sent an empty page")
+        new_state = {"after": str(changes[-1])} if changes else None
+        return Page(facts, json.dumps(new_state) if new_state else None, bool(next_cursor))
 
     # ------------------------------------------------------------------ Kafka
     async def _publish(self, facts: list[BaseModel]) -> None:

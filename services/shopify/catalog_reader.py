@@ -13,6 +13,11 @@ operations topic, which the reader records as a requested run) or the schedule (
 inventory_full_sync_interval_seconds, and once at start when no run was ever made). A run is
 marked published only after Kafka acknowledged every fact. The read's time is the moment the bulk operation was requested: a push
 confirmed after that is newer than anything the read can have seen.
+
+One reader runs at a time (an advisory lock). So a run still 'reading' when a reader starts was
+left by one that died midway (kill -9, a crash, PostgreSQL gone): at start the reader marks it
+failed ("interrupted (the catalogue reader restarted)") and, when an operator asked for it,
+requests a new run, so that `inventory resync` never waits on a run nobody is reading.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ from contracts.prima.inventory import sku_key
 from contracts.shopify.inventory import ShopifyLevel, ShopifyVariantObserved
 from contracts.shopify_admin import document
 from contracts.topics import SHOPIFY_INVENTORY
-from services.platform.kafka import Consumer, Delivery, Outgoing, make_broker, publish_all
+from services.platform.kafka import (
+    Consumer,
+    Delivery,
+    Outgoing,
+    make_broker,
+    publish_all,
+)
 from services.platform.metrics import CATALOG_LEVELS_READ, CATALOG_READS
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
@@ -43,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shopify_prima.catalog_reader")
 GROUP = "catalog-reader"
+INTERRUPTED = "interrupted (the catalogue reader restarted)"
 
 
 async def request_run(conn: asyncpg.Connection | asyncpg.Pool, trigger: str, run_id: UUID | None = None) -> UUID:
@@ -147,6 +159,24 @@ class CatalogReader:
             command: RequestFullComparison = delivery.message
             await request_run(self.pool, f"operator:{command.requested_by}"[:200], command.run_id)
 
+    async def recover_interrupted(self) -> list[UUID]:
+        """Runs left 'reading' (or requested and already started) by a reader that died: failed,
+        and an operator's asked for again. Called holding the reader's lock, so no live reader
+        owns them. Returns the runs requested again."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """UPDATE inventory.sync_runs SET status = 'failed', finished_at = now(), error = $1
+                   WHERE status = 'reading' OR (status = 'requested' AND started_at IS NOT NULL)
+                   RETURNING run_id, trigger""", INTERRUPTED)
+            again = []
+            for row in sorted(rows, key=lambda r: str(r["run_id"])):
+                if row["trigger"].startswith("operator:"):
+                    again.append(await request_run(conn, row["trigger"]))
+        for row in rows:
+            log.warning("sync run %s (%s) was interrupted by a restart: marked failed%s", row["run_id"],
+                        row["trigger"], "; requested again" if row["trigger"].startswith("operator:") else "")
+        return again
+
     async def next_run(self) -> UUID | None:
         """A requested run, or a scheduled one when it is due."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -201,6 +231,7 @@ class CatalogReader:
         async with worker.singleton(self.pool, "catalog-reader") as mine:
             if not mine:
                 return
+            await self.recover_interrupted()
             while not worker.stop.is_set():
                 run_id = await self.next_run()
                 if run_id is not None:

@@ -8,8 +8,10 @@ when no command has come for `inventory_debounce_seconds` (at most
 repairs waits longer (`inventory_full_sync_debounce_seconds`, at most `..._max_seconds`), so a
 run's repairs go out in full batches. The window's commands are written by the InventoryWriter
 (services/shopify/inventory_writer.py: newest per level, 250 per mutation, compare-and-set,
-idempotency keys); commands Shopify kept failing are parked (gateway.parked_commands); batches of
-many SKUs are journalled (gateway.shopify_inventory_batches). The window's offsets are committed
+idempotency keys); the newest decision taken up per level is kept in gateway.inventory_decisions,
+so a command older than it is superseded after a restart or a rebalance too (`PostgresDecisions`);
+commands Shopify kept failing are parked (gateway.parked_commands); batches of many SKUs are
+journalled (gateway.shopify_inventory_batches). The window's offsets are committed
 only after every outcome is on Kafka: nothing lost, at least once; a redelivered command finds
 its level already set (compare-and-set) and is confirmed again.
 
@@ -22,14 +24,25 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from contracts.platform import RetryParkedCommand
 from contracts.prima.inventory import sku_key
-from contracts.shopify.inventory import SetInventoryLevel, SetProductStatus, ShopifyOutcome
+from contracts.shopify.inventory import (
+    SetInventoryLevel,
+    SetProductStatus,
+    ShopifyOutcome,
+)
 from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
-from services.platform.kafka import Delivery, Outgoing, headers_for, make_broker, publish_all
+from services.platform.kafka import (
+    Delivery,
+    Outgoing,
+    headers_for,
+    make_broker,
+    publish_all,
+)
 from services.platform.parking import ParkedCommands, with_retries
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
@@ -77,6 +90,34 @@ class DebounceWindow(WindowPolicy):
         return len(messages) if len(levels) >= self.settings.inventory_batch_size else None
 
 
+class PostgresDecisions:
+    """gateway.inventory_decisions: per level (inventory item, location) the newest command taken
+    up (command id, issued_at, quantity, when). Taking a command up and checking it against the
+    newest is one statement: the row is replaced only by a command not older than it (or by the
+    same command again), so two gateways at once (a rebalance) never move it backwards; whatever
+    the statement does not replace is superseded. A command is taken up before it is written:
+    one older than it that a second gateway still sends finds Shopify changed and gets
+    CHANGE_FROM_QUANTITY_STALE (compare-and-set), never overwrites it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def take_up(self, commands: Sequence[SetInventoryLevel]) -> set[UUID]:
+        rows = await self.pool.fetch(
+            """INSERT INTO gateway.inventory_decisions AS d
+                   (inventory_item_id, location_id, command_id, issued_at, quantity, written_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::int[]),
+                   LATERAL (SELECT now()) AS at
+               ON CONFLICT (inventory_item_id, location_id) DO UPDATE SET command_id = EXCLUDED.command_id,
+                   issued_at = EXCLUDED.issued_at, quantity = EXCLUDED.quantity, written_at = EXCLUDED.written_at
+               WHERE d.issued_at <= EXCLUDED.issued_at OR d.command_id = EXCLUDED.command_id
+               RETURNING command_id""",
+            [c.inventory_item_id for c in commands], [c.location_id for c in commands],
+            [c.command_id for c in commands], [c.issued_at for c in commands], [c.quantity for c in commands])
+        taken = {r["command_id"] for r in rows}
+        return {c.command_id for c in commands if c.command_id not in taken}
+
+
 class ShopifyGateway:
     """Commands -> outcomes (with parking and the batch journal), without Kafka: tests call
     `execute` and `handle` directly."""
@@ -87,7 +128,7 @@ class ShopifyGateway:
         self.admin = admin
         self.pool = pool
         self.parked = ParkedCommands(pool)
-        self.writer = InventoryWriter(admin, settings)
+        self.writer = InventoryWriter(admin, settings, decisions=PostgresDecisions(pool))
         self.publish = publish
         self.outcomes_topic = outcomes_topic
 

@@ -2,17 +2,21 @@
 `inventorySetQuantities` mutations, SetProductStatus commands `productUpdate` (the Shopify
 gateway, services/shopify/gateway.py, runs this for each window of commands).
 
-For one level (inventory item, location) only the newest command (by issued_at) is sent; the
-older ones are superseded (counted, no outcome of their own: the StockItem aggregate's pending
-command is always the newest, and it ignores the rest). Then one `inventorySetQuantities` per
-<= 250 quantities:
+For one level (inventory item, location) only the newest command (by issued_at, which the
+StockItem makes strictly increasing) is sent; the older ones are superseded (counted, no outcome
+of their own: the StockItem aggregate's pending command is always the newest, and it ignores the
+rest). Across windows, restarts and rebalances too: before a command is sent, the gateway takes
+it up in its decision store (gateway.inventory_decisions: the newest decision taken up per level,
+kept in PostgreSQL), and a command older than the one taken up there is superseded. No write
+moves a level back to an older decision. Then one `inventorySetQuantities` per <= 250 quantities:
 
 - compare-and-set: each quantity carries `changeFromQuantity` from the command (the level last
   confirmed or observed). On CHANGE_FROM_QUANTITY_STALE nothing was applied (the mutation is
-  atomic): the current levels of the stale quantities are read (InventoryLevels), their
-  changeFromQuantity set to what Shopify has now, the quantity kept (Prima is the truth), and the
-  mutation sent again; at most STALE_ROUNDS times. A level that already equals the quantity is
-  confirmed without writing it again.
+  atomic): the current levels of the stale quantities are read (InventoryLevels). A level that
+  already equals the quantity is confirmed without writing it again; any other is NOT forced to
+  the command's quantity: the level moved (a sale Prima has not seen, say), so the gateway
+  answers InventoryLevelStale with what Shopify has, and the StockItem decides again from it,
+  accounting for the orders Prima has not allocated yet. The rest of the batch is sent again.
 - idempotent: `@idempotent(key:)` is a UUID derived from everything the request carries (each
   command id, item, location, quantity and changeFromQuantity, the name and reason): a retry of
   the same request (timeout, 5xx, THROTTLED) reuses the key, so Shopify applies it once; the
@@ -24,8 +28,8 @@ command is always the newest, and it ignores the rest). Then one `inventorySetQu
   its Prima reference): from the URI in Shopify's history to the Prima stock records in one lookup.
 - other userErrors name a quantity by index: that command is rejected (InventoryLevelRejected
   with Shopify's code and message) and the rest of the batch is sent again without it.
-- Shopify unavailable after the client's retries, throttled beyond its bound, refusing the
-  token, or still stale after STALE_ROUNDS: InventoryLevelFailed (the gateway parks the command).
+- Shopify unavailable after the client's retries, throttled beyond its bound, or refusing the
+  token: InventoryLevelFailed (the gateway parks the command).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from prometheus_client import Counter, Histogram
@@ -46,6 +50,7 @@ from contracts.shopify.inventory import (
     InventoryLevelConfirmed,
     InventoryLevelFailed,
     InventoryLevelRejected,
+    InventoryLevelStale,
     ProductStatusRejected,
     ProductStatusSet,
     SetInventoryLevel,
@@ -56,11 +61,10 @@ from services.platform.settings import Settings
 from services.shopify.admin import ShopifyAdmin, ShopifyError
 
 log = logging.getLogger("shopify_prima.shopify_gateway")
-STALE_ROUNDS = 3  # re-reads after CHANGE_FROM_QUANTITY_STALE before a command is parked
 LEVEL_READ_CHUNK = 100  # inventory level ids per InventoryLevels query (cost well under 1000)
 LEVEL_READ_COST_PER_ID = 4  # level + item + location + quantities, Shopify's object costs
 PARALLEL_BATCHES = 4  # mutations in flight at once (the client's pacing still governs the rate)
-APPLIED_MEMORY = 100_000  # levels whose newest applied issued_at is remembered
+DECISIONS_IN_MEMORY = 100_000  # levels whose newest decision the in-memory store remembers
 NAMESPACE = uuid5(NAMESPACE_URL, "https://github.com/shopify-prima/shopify-gateway")
 BATCH_URI_PREFIX = "shopify-prima://inventory-batch/"
 STALE_CODE = "CHANGE_FROM_QUANTITY_STALE"
@@ -81,7 +85,7 @@ SUPERSEDED = Counter(
 )
 STALE_RETRIES = Counter(
     "shopify_prima_shopify_gateway_stale_retries",
-    "Quantities re-read and re-sent after CHANGE_FROM_QUANTITY_STALE",
+    "Quantities re-read after CHANGE_FROM_QUANTITY_STALE (answered stale, or confirmed when already right)",
 )
 
 def now_utc() -> datetime:
@@ -244,6 +248,42 @@ def available_of(node: dict[str, Any]) -> int | None:
     return None
 
 
+# ------------------------------------------------------------------------- decisions taken up
+
+
+class DecisionStore(Protocol):
+    """The newest decision taken up per level (inventory item, location)."""
+
+    async def take_up(self, commands: Sequence[SetInventoryLevel]) -> set[UUID]:
+        """Record each command as its level's newest decision, unless one newer (a later
+        issued_at) was taken up already: those commands' ids are returned (superseded). One
+        command per level (the caller keeps the newest of a window). A command taken up again
+        (a redelivery) is not superseded by itself."""
+        ...
+
+
+class MemoryDecisions:
+    """Decisions in this process's memory (the writer without a database: tests, tools)."""
+
+    def __init__(self, size: int = DECISIONS_IN_MEMORY) -> None:
+        self.size = size
+        self.newest: OrderedDict[Pair, tuple[datetime, UUID, int]] = OrderedDict()
+
+    async def take_up(self, commands: Sequence[SetInventoryLevel]) -> set[UUID]:
+        superseded = set()
+        for command in commands:
+            pair = pair_of(command)
+            known = self.newest.get(pair)
+            if known is not None and command.issued_at < known[0] and command.command_id != known[1]:
+                superseded.add(command.command_id)
+                continue
+            self.newest[pair] = (command.issued_at, command.command_id, command.quantity)
+            self.newest.move_to_end(pair)
+            while len(self.newest) > self.size:
+                self.newest.popitem(last=False)
+        return superseded
+
+
 # ---------------------------------------------------------------------- the inventory writer
 
 
@@ -272,15 +312,15 @@ class WriteReport:
 class InventoryWriter:
     """SetInventoryLevel commands -> inventorySetQuantities, without Kafka or a database."""
 
-    def __init__(self, admin: ShopifyAdmin, settings: Settings, *, stale_rounds: int = STALE_ROUNDS,
+    def __init__(self, admin: ShopifyAdmin, settings: Settings, *, decisions: DecisionStore | None = None,
                  parallel_batches: int = PARALLEL_BATCHES):
         self.admin = admin
         self.settings = settings
-        self.stale_rounds = stale_rounds
+        # the newest decision taken up per level: a command older than that, arriving later (a
+        # redelivery, after a restart or a rebalance too), would put an older level back, so it
+        # is superseded. The gateway gives the durable store (gateway.inventory_decisions).
+        self.decisions: DecisionStore = decisions if decisions is not None else MemoryDecisions()
         self._parallel = asyncio.Semaphore(parallel_batches)
-        # newest issued_at applied per level: a command older than that, arriving later (say a
-        # redelivery), would put an older Prima level back, so it is superseded too.
-        self._applied: OrderedDict[Pair, datetime] = OrderedDict()
 
     async def apply(self, commands: Sequence[SetInventoryLevel]) -> list[ShopifyOutcome]:
         return (await self.write(commands)).outcomes
@@ -288,13 +328,9 @@ class InventoryWriter:
     async def write(self, commands: Sequence[SetInventoryLevel]) -> WriteReport:
         report = WriteReport()
         kept, report.superseded = newest_per_pair(commands)
-        fresh = []
-        for command in kept:
-            applied = self._applied.get(pair_of(command))
-            if applied is not None and command.issued_at < applied:
-                report.superseded.append(command)
-            else:
-                fresh.append(command)
+        older = await self.decisions.take_up(kept) if kept else set()
+        fresh = [c for c in kept if c.command_id not in older]
+        report.superseded += [c for c in kept if c.command_id in older]
         if report.superseded:
             SUPERSEDED.inc(len(report.superseded))
             GATEWAY_COMMANDS.labels("SetInventoryLevel", "superseded").inc(len(report.superseded))
@@ -304,22 +340,11 @@ class InventoryWriter:
             report.outcomes.extend(outcomes)
             report.batches.extend(records)
             report.mutations += mutations
-        by_id = {c.command_id: c for c in fresh}
         for outcome in report.outcomes:
             kind = {"InventoryLevelConfirmed": "confirmed", "InventoryLevelRejected": "rejected",
-                    "InventoryLevelFailed": "failed"}[outcome.message_type]
+                    "InventoryLevelFailed": "failed", "InventoryLevelStale": "stale"}[outcome.message_type]
             GATEWAY_COMMANDS.labels("SetInventoryLevel", kind).inc()
-            if isinstance(outcome, InventoryLevelConfirmed):
-                self._remember(pair_of(by_id[outcome.command_id]), by_id[outcome.command_id].issued_at)
         return report
-
-    def _remember(self, pair: Pair, issued_at: datetime) -> None:
-        previous = self._applied.get(pair)
-        if previous is None or issued_at > previous:
-            self._applied[pair] = issued_at
-        self._applied.move_to_end(pair)
-        while len(self._applied) > APPLIED_MEMORY:
-            self._applied.popitem(last=False)
 
     async def _write_batch(self, commands: list[SetInventoryLevel]) -> tuple[list[ShopifyOutcome], list[BatchRecord], int]:
         async with self._parallel:
@@ -333,7 +358,6 @@ class InventoryWriter:
         records: list[BatchRecord] = []
         mutations = 0
         attempts = 0  # HTTP requests spent on this batch's mutations
-        stale_rounds = 0
 
         def fail(items: Iterable[Pending], why: str) -> None:
             at = now_utc()
@@ -346,6 +370,12 @@ class InventoryWriter:
             outcomes.append(InventoryLevelRejected(
                 command_id=p.command.command_id, sku=p.command.sku, location_id=p.command.location_id,
                 code=code, reason=message, occurred_at=now_utc()))
+
+        def stale(p: Pending, available: int) -> None:
+            outcomes.append(InventoryLevelStale(
+                command_id=p.command.command_id, sku=p.command.sku, inventory_item_id=p.command.inventory_item_id,
+                location_id=p.command.location_id, quantity=p.command.quantity,
+                change_from_quantity=p.change_from, available=available, occurred_at=now_utc()))
 
         def confirm(p: Pending, previous: int | None, group: str | None) -> None:
             outcomes.append(InventoryLevelConfirmed(
@@ -400,36 +430,29 @@ class InventoryWriter:
                 break
             for index, error in sorted(split.rejected.items()):
                 reject(pending[index], str(error.get("code") or "USER_ERROR"), str(error.get("message") or error))
-            stale = [pending[i] for i in sorted(split.stale)]
+            stale_items = [pending[i] for i in sorted(split.stale)]
             rest = [p for i, p in enumerate(pending) if i not in split.rejected and i not in split.stale]
-            if not stale:
+            if not stale_items:
                 pending = rest
                 continue
-            stale_rounds += 1
-            for p in stale:
+            for p in stale_items:
                 p.stale_retries += 1
-            STALE_RETRIES.inc(len(stale))
-            if stale_rounds > self.stale_rounds:
-                fail(stale, f"changeFromQuantity still stale after {self.stale_rounds} re-reads of the level")
-                pending = rest
-                continue
+            STALE_RETRIES.inc(len(stale_items))
             try:
-                levels = await self.read_levels([p.pair for p in stale])
+                levels = await self.read_levels([p.pair for p in stale_items])
             except ShopifyError as exc:
-                fail(stale + rest, f"re-reading stale levels failed: {type(exc).__name__}: {exc}")
+                fail(stale_items + rest, f"re-reading stale levels failed: {type(exc).__name__}: {exc}")
                 break
-            retry = []
-            for p in stale:
+            for p in stale_items:
                 current = levels.get(p.pair)
                 if current is None:
                     reject(p, "INVENTORY_LEVEL_NOT_FOUND",
                            f"no inventory level for {p.command.inventory_item_id} at {p.command.location_id}")
                 elif current == p.command.quantity:
-                    confirm(p, current, None)  # already what Prima says: nothing to write
+                    confirm(p, current, None)  # already what the StockItem wants: nothing to write
                 else:
-                    p.change_from = current
-                    retry.append(p)
-            pending = sorted(rest + retry, key=lambda p: p.pair)
+                    stale(p, current)  # moved since the StockItem decided: it decides again
+            pending = rest
         return outcomes, records, mutations
 
     async def read_levels(self, pairs: Sequence[Pair]) -> dict[Pair, int | None]:

@@ -7,14 +7,27 @@ Built here, not taken from sandboxes/: the unit tests do not depend on the sandb
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from decimal import Decimal
+from uuid import UUID, uuid4, uuid5
 
+from contracts.orders.events import (
+    SalesOrderCreated,
+    SalesOrderRejected,
+    SalesOrderRequested,
+)
 from contracts.platform import ReleaseStockLevel
 from contracts.prima.inventory import BundleComponent, PrimaItemChanged, PrimaStockLevel
+from contracts.prima.sales_orders import (
+    CreateSalesOrder,
+    SalesOrderDraft,
+    SalesOrderLine,
+    SalesOrderTotals,
+)
 from contracts.shopify.inventory import (
     InventoryLevelConfirmed,
     InventoryLevelFailed,
     InventoryLevelRejected,
+    InventoryLevelStale,
     SetInventoryLevel,
     SetProductStatus,
     ShopifyLevel,
@@ -25,9 +38,14 @@ from domain.inventory.values import (
     InventoryPush,
     ItemReported,
     LevelSeen,
+    OrderAccepted,
+    OrderLineAccepted,
+    OrderNotAllocated,
     PushConfirmedByShopify,
+    PushFoundStaleByShopify,
     PushParkedByGateway,
     PushRejectedByShopify,
+    SalesOrderCreatedInPrima,
     StockLevelReleaseRequested,
     StockLevelReported,
     VariantSeen,
@@ -42,8 +60,10 @@ T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 # ------------------------------------------------------------------------------ domain facts
 
 
-def stock(sku: str, available: int, change_id: int, warehouse: str = "WH-MAIN") -> StockLevelReported:
-    return StockLevelReported(sku=sku, warehouse=warehouse, available=available, change_id=change_id)
+def stock(sku: str, available: int, change_id: int, warehouse: str = "WH-MAIN", allocated_for: str | None = None,
+          allocated_through: int = 0) -> StockLevelReported:
+    return StockLevelReported(sku=sku, warehouse=warehouse, available=available, change_id=change_id,
+                              allocated_for=allocated_for, allocated_through=allocated_through)
 
 
 def variant(sku: str, available: int, at: datetime = T0, status: str = "ACTIVE", item: str = ITEM,
@@ -56,10 +76,10 @@ def variant(sku: str, available: int, at: datetime = T0, status: str = "ACTIVE",
 
 
 def item(sku: str, item_type: str = "stock", active: bool = True, components: tuple[tuple[str, int], ...] = (),
-         at: datetime = T0) -> ItemReported:
+         at: datetime = T0, change_id: int | None = None) -> ItemReported:
     return ItemReported(item=PrimaItem(item_id=f"ITM-{sku}", sku=sku, description=sku, item_type=item_type,
                                        active=active, components=tuple(Component(s, q) for s, q in components)),
-                        updated_at=at)
+                        updated_at=at, change_id=change_id)
 
 
 def confirmed(push: InventoryPush, at: datetime, quantity: int | None = None,
@@ -81,6 +101,25 @@ def parked(push: InventoryPush, attempts: int = 6, reason: str = "HTTP 503") -> 
                                attempts=attempts, reason=reason)
 
 
+def found_stale(push: InventoryPush, level: int, at: datetime) -> PushFoundStaleByShopify:
+    return PushFoundStaleByShopify(command_id=push.command_id, sku=push.sku, location_id=push.location_id,
+                                   inventory_item_id=push.inventory_item_id, shopify_level=level, occurred_at=at)
+
+
+def accepted(order_id: int, *lines: tuple[str, int]) -> OrderAccepted:
+    """An order the integration asked Prima for (its external reference is the order id)."""
+    return OrderAccepted(order_id=str(order_id), reference=str(order_id),
+                         lines=tuple(OrderLineAccepted(sku, units) for sku, units in lines))
+
+
+def created_in_prima(order_id: int, number: int) -> SalesOrderCreatedInPrima:
+    return SalesOrderCreatedInPrima(order_id=str(order_id), sales_order_number=f"SO-{number:06d}", position=number)
+
+
+def not_allocated(order_id: int) -> OrderNotAllocated:
+    return OrderNotAllocated(order_id=str(order_id), reason="unknown_item: line 1")
+
+
 def release(sku: str, location: str = LOC, at: datetime = T0, by: str = "ops") -> StockLevelReleaseRequested:
     return StockLevelReleaseRequested(sku=sku, location_id=location, released_by=by, requested_at=at)
 
@@ -89,9 +128,10 @@ def release(sku: str, location: str = LOC, at: datetime = T0, by: str = "ops") -
 
 
 def prima_stock(sku: str, available: int, change_id: int, warehouse: str = "WH-MAIN",
-                at: datetime = T0) -> PrimaStockLevel:
+                at: datetime = T0, allocated_for: str | None = None,
+                allocated_sales_order: str | None = None) -> PrimaStockLevel:
     return PrimaStockLevel(sku=sku, warehouse=warehouse, available=available, change_id=change_id, changed_at=at,
-                           polled_at=at)
+                           polled_at=at, allocated_for=allocated_for, allocated_sales_order=allocated_sales_order)
 
 
 def prima_item(sku: str, item_type: str = "stock", active: bool = True,
@@ -126,6 +166,48 @@ def level_failed(command_id: UUID, sku: str, at: datetime, location: str = LOC, 
                  reason: str = "HTTP 503") -> InventoryLevelFailed:
     return InventoryLevelFailed(command_id=command_id, sku=sku, location_id=location, attempts=attempts,
                                 reason=reason, occurred_at=at)
+
+
+def level_stale(command: SetInventoryLevel, available: int, at: datetime) -> InventoryLevelStale:
+    return InventoryLevelStale(command_id=command.command_id, sku=command.sku,
+                               inventory_item_id=command.inventory_item_id, location_id=command.location_id,
+                               quantity=command.quantity, change_from_quantity=command.change_from_quantity,
+                               available=available, occurred_at=at)
+
+
+ORDER_NAMESPACE = UUID("0b3f1f0e-6a55-4d1e-9d43-3c3f2a0d5e71")
+
+
+def _order_envelope(order_id: int, version: int, at: datetime) -> dict:
+    aggregate_id = uuid5(ORDER_NAMESPACE, str(order_id))
+    return {"event_id": uuid5(aggregate_id, f"event/{version}"), "shopify_order_id": order_id,
+            "aggregate_id": aggregate_id, "aggregate_version": version, "timestamp": at, "notification_id": version}
+
+
+def sales_order_requested(order_id: int, *lines: tuple[str, int], at: datetime = T0) -> SalesOrderRequested:
+    """The order flow's SalesOrderRequested: the command to Prima, its lines' SKUs and units."""
+    zero = Decimal(0)
+    draft = SalesOrderDraft(
+        external_reference=str(order_id), order_name=f"#{order_id}", currency="GBP", taxes_included=True,
+        order_date=at, lines=tuple(
+            SalesOrderLine(line_number=n, item_id=f"ITM-{sku}", sku=sku, description=sku, quantity=units,
+                           unit_price=zero, discount_amount=zero, tax_amount=zero, net_amount=zero)
+            for n, (sku, units) in enumerate(lines, start=1)),
+        totals=SalesOrderTotals(lines_net=zero, shipping_net=zero, tax=zero, total=zero))
+    command_id = uuid5(ORDER_NAMESPACE, f"{order_id}/create-sales-order/1")
+    return SalesOrderRequested(**_order_envelope(order_id, 2, at), command=CreateSalesOrder(
+        command_id=command_id, idempotency_key=str(command_id), shopify_order_id=order_id, issued_at=at,
+        sales_order=draft))
+
+
+def sales_order_created(order_id: int, number: int, at: datetime = T0) -> SalesOrderCreated:
+    return SalesOrderCreated(**_order_envelope(order_id, 3, at), command_id=uuid5(ORDER_NAMESPACE, f"{order_id}/1"),
+                             sales_order_number=f"SO-{number:06d}", status="open", occurred_at=at)
+
+
+def sales_order_rejected(order_id: int, at: datetime = T0) -> SalesOrderRejected:
+    return SalesOrderRejected(**_order_envelope(order_id, 3, at), command_id=uuid5(ORDER_NAMESPACE, f"{order_id}/1"),
+                              status_code=422, code="unknown_item", reason="line 1: item unknown")
 
 
 def release_stock_level(sku: str, location: str = LOC, at: datetime = T0, by: str = "ops") -> ReleaseStockLevel:

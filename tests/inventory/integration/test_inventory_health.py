@@ -294,6 +294,29 @@ async def test_a_push_confirmed_clears_an_open_push_exception_and_a_new_push_exc
     assert [x["status"] for x in await exceptions(db, sku)] == ["resolved", "resolved"]
 
 
+async def test_a_stale_push_takes_shopifys_level_and_pending_allocations_show_in_the_desired_level(projection):
+    db = projection.pool
+    topic, sku = Topic(), "IH-STALE"
+    steps = push_cycle(topic, sku)
+    for events in steps[:4]:  # a push of 8 pending
+        await apply(projection, topic, *events)
+    c1 = steps[3][0].command
+    e = topic.event
+    await apply(projection, topic,
+                e("StockItem.AllocationPending", sku, {"order_id": "1001", "reference": "1001", "units": 1}, 45),
+                e("StockItem.DesiredLevelChanged", sku, {"prima_available": 10, "buffer": 2, "buffer_rule": "default",
+                                                         "desired": 7, "pending_allocations": 1}, 45),
+                e("StockItem.PushFoundStale", sku, {"command_id": str(c1.command_id), "shopify_level": 6,
+                                                    "observed_at": iso(46)}, 47))
+    found = await row(db, sku)
+    assert (found["desired"], found["shopify_level"], found["shopify_level_at"]) == (7, 6, at(46))
+    assert (found["pending_command_id"], found["state"], found["drift"]) == (None, "drift", -1)
+    await apply(projection, topic,
+                e("StockItem.AllocationCleared", sku, {"order_id": "1001", "units": 1, "reason": "allocated_by_prima"},
+                  50))
+    assert (await row(db, sku))["desired"] == 7
+
+
 async def test_catalogue_exceptions_open_and_resolve(projection):
     db = projection.pool
     topic, sku = Topic(), "IH-CATALOG"

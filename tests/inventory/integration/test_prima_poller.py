@@ -379,6 +379,36 @@ async def test_items_with_bundle_components(caught_up, sandbox, kafka_bootstrap,
     assert len(await published_since(kafka_bootstrap, mark)) == 2
 
 
+async def test_an_item_committed_late_with_an_earlier_updated_at_is_not_skipped(caught_up, sandbox, scratch_url,
+                                                                             kafka_bootstrap, topic):
+    """A writer whose transaction began first (updated_at = its start) but commits after another
+    writer's item was polled: with a cursor on (updated_at, item_id) the poller had moved past
+    it for good. Items carry a change sequence in commit order now, and the cursor is on it."""
+    from sandboxes.prima.models import ItemUpsert
+    from sandboxes.prima.store import _upsert_items
+
+    mark = await end_offsets(kafka_bootstrap, topic)
+    slow = await asyncpg.connect(scratch_url, server_settings={"search_path": SCHEMA})
+    transaction = slow.transaction()
+    await transaction.start()
+    try:
+        await _upsert_items(slow, [ItemUpsert(item_id="ITM-LATE", sku="LATE-1", description="late",
+                                              item_type="stock")])
+        other = asyncio.create_task(sandbox.put("/_sandbox/items", json={"items": [
+            {"item_id": "ITM-EARLY", "sku": "EARLY-1", "description": "early", "item_type": "stock"}]}))
+        await asyncio.sleep(0.5)  # the other writer commits now, or waits for the slow one
+        await caught_up.poll_once(["items"])
+    finally:
+        await transaction.commit()
+        await slow.close()
+    assert (await other).status_code == 200
+    await caught_up.poll_once(["items"])
+    published = [f.sku for f in item_facts(await published_since(kafka_bootstrap, mark))]
+    assert sorted(published) == ["EARLY-1", "LATE-1"]
+    change_ids = {f.sku: f.change_id for f in item_facts(await published_since(kafka_bootstrap, mark))}
+    assert change_ids["LATE-1"] < change_ids["EARLY-1"]  # in commit order: the other writer waited
+
+
 async def test_the_seeded_bundle_on_a_first_poll(make_ingest, kafka_bootstrap, topic):
     mark = await end_offsets(kafka_bootstrap, topic)
     ingest = await make_ingest()

@@ -26,7 +26,7 @@ from contracts.shopify.inventory import (
 from contracts.topics import OPERATIONS, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
 from services.platform.kafka import Delivery, Outgoing
 from services.shopify.gateway import COMMANDS, ShopifyGateway
-from services.shopify.inventory_writer import BATCH_URI_PREFIX
+from services.shopify.inventory_writer import BATCH_URI_PREFIX, MemoryDecisions
 from tests.inventory.builders import LOC, T0, set_level, set_status
 from tests.inventory.fake_shopify import FakeClock, FakeShopify, fake_admin
 
@@ -98,6 +98,7 @@ async def gateway(shopify, published):
     admin = fake_admin(shopify, FakeClock())
     gateway = ShopifyGateway(admin.settings, admin, FakePool(), published)
     gateway.parked = FakeParking()
+    gateway.writer.decisions = MemoryDecisions()  # gateway.inventory_decisions, in memory
     return gateway
 
 

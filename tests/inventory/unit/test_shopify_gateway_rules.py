@@ -15,6 +15,7 @@ from contracts.shopify.inventory import (
     InventoryLevelConfirmed,
     InventoryLevelFailed,
     InventoryLevelRejected,
+    InventoryLevelStale,
     SetInventoryLevel,
     SetProductStatus,
 )
@@ -32,6 +33,7 @@ from services.shopify.gateway import DebounceWindow
 from services.shopify.inventory_writer import (
     BATCH_URI_PREFIX,
     InventoryWriter,
+    MemoryDecisions,
     Pending,
     chunks,
     gid_number,
@@ -327,16 +329,21 @@ async def test_client_sends_only_named_documents(admin):
     assert not hasattr(admin, "execute_text")
 
 
-async def test_writer_recovers_a_stale_compare_and_set_keeping_primas_quantity(admin, fake):
+async def test_writer_answers_a_stale_compare_and_set_with_shopifys_level_and_writes_nothing(admin, fake):
+    """Defect 5: a level that moved since the StockItem decided (a sale Prima has not seen) is not
+    overwritten with the command's quantity: the gateway reads it again and says what it is."""
     a, b = cmd(1, quantity=5, change_from=3), cmd(2, quantity=8, change_from=2)
     fake.levels = {(a.inventory_item_id, LOC): 4, (b.inventory_item_id, LOC): 2}  # a moved: a sale
     outcomes = await InventoryWriter(admin, admin.settings).apply([a, b])
-    assert fake.levels == {(a.inventory_item_id, LOC): 5, (b.inventory_item_id, LOC): 8}
+    assert fake.levels == {(a.inventory_item_id, LOC): 4, (b.inventory_item_id, LOC): 8}
     by_id = {o.command_id: o for o in outcomes}
-    assert all(isinstance(o, InventoryLevelConfirmed) for o in outcomes)
-    assert (by_id[a.command_id].previous_quantity, by_id[a.command_id].stale_retries) == (4, 1)
+    stale = by_id[a.command_id]
+    assert isinstance(stale, InventoryLevelStale)
+    assert (stale.available, stale.quantity, stale.change_from_quantity) == (4, 5, 3)
+    assert isinstance(by_id[b.command_id], InventoryLevelConfirmed)
     assert (by_id[b.command_id].previous_quantity, by_id[b.command_id].stale_retries) == (2, 0)
-    assert len(set(fake.keys)) == 2  # the request after the re-read is another request
+    assert len(set(fake.keys)) == 2  # the rest of the batch went again: another request
+    assert len(fake.calls("InventoryLevels")) == 1
 
 
 async def test_writer_confirms_without_writing_when_shopify_already_has_the_quantity(admin, fake):
@@ -393,16 +400,16 @@ def _level_answer(command: SetInventoryLevel, available: int) -> httpx.Response:
     return httpx.Response(200, json={"data": {"nodes": [node]}, "extensions": cost()})
 
 
-async def test_writer_parks_a_level_that_stays_stale(admin, fake):
-    a = cmd(1, quantity=5, change_from=3)
-    for round_ in range(3):
-        fake.script += [_stale_answer(), _level_answer(a, 10 + round_)]  # someone keeps selling
-    fake.script.append(_stale_answer())
-    [outcome] = await InventoryWriter(admin, admin.settings).apply([a])
-    assert isinstance(outcome, InventoryLevelFailed) and "stale" in outcome.reason
-    sent = [r["variables"]["input"]["quantities"][0]["changeFromQuantity"]
-            for r in fake.requests if r["operationName"] == "InventorySetQuantities"]
-    assert sent == [3, 10, 11, 12]
+async def test_an_older_command_after_a_newer_one_was_taken_up_is_superseded_in_a_later_window(admin, fake):
+    newer, older = cmd(1, quantity=9, change_from=4, at=0), cmd(1, quantity=2, change_from=4, at=-5)
+    fake.levels = {(newer.inventory_item_id, LOC): 4}
+    writer = InventoryWriter(admin, admin.settings, decisions=MemoryDecisions())
+    assert [type(o) for o in await writer.apply([newer])] == [InventoryLevelConfirmed]
+    report = await writer.write([older])
+    assert (report.outcomes, report.superseded) == ([], [older])
+    assert fake.levels[(newer.inventory_item_id, LOC)] == 9
+    again = await writer.write([newer])  # the newer one redelivered is not superseded by itself
+    assert [type(o) for o in again.outcomes] == [InventoryLevelConfirmed]
 
 
 async def test_an_error_about_the_whole_request_rejects_every_quantity(admin, fake):

@@ -4,8 +4,10 @@ pure logic only; the same application runs on PostgreSQL in the integration and 
 The facts are the domain's own values (domain/inventory/values.py), and so are the commands the
 aggregates record: a reloaded StockItem's pending push is an InventoryPush, not a dict."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import get_args
+from uuid import uuid4
 
 import pytest
 from eventsourcing.domain import DomainEvent
@@ -26,8 +28,12 @@ from tests.inventory.builders import (
     LOC,
     LOC2,
     T0,
+    accepted,
     confirmed,
+    created_in_prima,
+    found_stale,
     item,
+    not_allocated,
     parked,
     rejected,
     release,
@@ -288,3 +294,217 @@ def test_every_aggregate_event_is_named_in_the_stock_events_contract_and_the_rel
     published = {get_args(model.model_fields["event_type"].annotation)[0] for model in members_of(StockEvent)}
     assert declared == published
     assert declared == set(ROUTES)
+
+
+# ------------------------------------------------------------- outcomes in the order of pushes
+
+
+def test_a_redelivered_confirmation_of_an_older_push_does_not_clear_a_newer_ones_rejection(app):
+    """Defect 4: given C1 confirmed and then C2 (newer) rejected, when the batch
+    [Confirmed(C1), Rejected(C2)] is delivered again, then C2's exception stays and nothing is
+    recorded: a confirmation applies only to a push not older than the newest confirmed or
+    excepted one."""
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    app.handle([stock("TEE", 6, 2)], POLICY, T0)
+    first, second = pushes(app, "TEE")
+    batch = [confirmed(first, T0 + timedelta(seconds=1)), rejected(second)]
+    app.handle(batch, POLICY, T0)
+    stock_id = app.find_stock("TEE", LOC).id
+    assert app.find_stock("TEE", LOC).exception.command_id == second.command_id
+    before = names(app, stock_id)
+
+    result = app.handle(batch, POLICY, T0)  # redelivered
+
+    assert (result.applied, result.ignored) == (0, 2)
+    assert names(app, stock_id) == before
+    found = app.find_stock("TEE", LOC)
+    assert (found.exception.kind, found.exception.command_id) == ("push_rejected", second.command_id)
+    app.handle([stock("TEE", 12, 3)], POLICY, T0)
+    assert len(pushes(app, "TEE")) == 2  # still held for a person: no push
+
+
+def test_a_repeated_confirmation_records_nothing_again(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([confirmed(command, T0 + timedelta(seconds=1))], POLICY, T0)
+    before = names(app, app.find_stock("TEE", LOC).id)
+    assert app.handle([confirmed(command, T0 + timedelta(seconds=1))], POLICY, T0).applied == 0
+    assert names(app, app.find_stock("TEE", LOC).id) == before
+
+
+def test_a_late_confirmation_of_the_push_that_failed_clears_its_exception(app):
+    """The gateway parked C1, then sent it again and Shopify took it: the exception's own push
+    confirmed is news, not a duplicate."""
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([parked(command)], POLICY, T0)
+    assert app.handle([confirmed(command, T0 + timedelta(minutes=1))], POLICY, T0).applied == 1
+    found = app.find_stock("TEE", LOC)
+    assert (found.exception, found.shopify_level) == (None, 8)
+
+
+def test_a_confirmation_of_a_push_this_stock_item_never_issued_is_ignored(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([rejected(command)], POLICY, T0)
+    stranger = dataclasses.replace(command, command_id=uuid4())
+    assert app.handle([confirmed(stranger, T0 + timedelta(minutes=1))], POLICY, T0).applied == 0
+    assert app.find_stock("TEE", LOC).exception.kind == "push_rejected"
+
+
+# ------------------------------------------- pending allocations: sales Prima has not seen yet
+
+
+def events_of(app, sku, location=LOC) -> list:
+    return list(app.events.get(app.find_stock(sku, location).id))
+
+
+def test_an_accepted_order_holds_its_units_back_until_prima_allocates_them(app):
+    """Defect 5: Shopify sold 1 (8 -> 7) and the order is accepted; Prima's figure (10) does not
+    know it yet. Given the order pending, when Prima's stock moves for another reason (12), then
+    the desired level still holds the sold unit back: 12 - 2 - 1 = 9, not 10."""
+    app.handle([variant("TEE", 8), stock("TEE", 10, 1)], POLICY, T0)
+    assert pushes(app, "TEE") == []
+
+    app.handle([accepted(1001, ("TEE", 1))], POLICY, T0)
+    found = app.find_stock("TEE", LOC)
+    assert (found.pending_allocations, found.desired) == (1, 7)
+    [push] = pushes(app, "TEE")
+    assert (push.quantity, push.change_from_quantity, push.origin) == (7, 8, "pending_allocation")
+    app.handle([confirmed(push, T0 + timedelta(seconds=1))], POLICY, T0)
+
+    app.handle([stock("TEE", 12, 2)], POLICY, T0)  # goods received; the order not allocated yet
+    assert app.find_stock("TEE", LOC).desired == 9
+    assert pushes(app, "TEE")[-1].quantity == 9
+
+
+def test_prima_reporting_the_allocation_ends_the_pending_allocation_without_a_push(app):
+    app.handle([stock("TEE", 10, 1), accepted(1001, ("TEE", 1)), variant("TEE", 7)], POLICY, T0)
+    assert app.find_stock("TEE", LOC).desired == 7 and pushes(app, "TEE") == []
+
+    app.handle([stock("TEE", 9, 2, allocated_for="1001", allocated_through=5)], POLICY, T0)
+
+    found = app.find_stock("TEE", LOC)
+    assert (found.pending_allocations, found.desired, found.allocations) == (0, 7, {})
+    assert [e.reason for e in events_of(app, "TEE") if isinstance(e, StockItem.AllocationCleared)] == [
+        "allocated_by_prima"]
+    assert pushes(app, "TEE") == []  # Prima's 9 - 2 is what Shopify shows: nothing to write
+
+
+def test_a_rejected_order_ends_the_pending_allocation(app):
+    app.handle([stock("TEE", 10, 1), accepted(1001, ("TEE", 1)), variant("TEE", 7)], POLICY, T0)
+    app.handle([not_allocated(1001)], POLICY, T0)  # Prima refused the sales order: it allocated nothing
+    found = app.find_stock("TEE", LOC)
+    assert (found.pending_allocations, found.desired) == (0, 8)
+    assert (pushes(app, "TEE")[-1].quantity, pushes(app, "TEE")[-1].origin) == (8, "pending_allocation")
+    assert app.handle([not_allocated(1001)], POLICY, T0).applied == 0
+
+
+def test_an_allocation_hidden_by_a_later_one_ends_by_its_sales_order_number(app):
+    """Two orders allocated between two polls: the record names only the later (1002, SO-6).
+    1001's sales order (SO-5) is older, so the record includes it too."""
+    app.handle([stock("TEE", 10, 1), accepted(1001, ("TEE", 1)), accepted(1002, ("TEE", 1)),
+                created_in_prima(1001, 5), variant("TEE", 6)], POLICY, T0)
+    assert app.find_stock("TEE", LOC).pending_allocations == 2
+
+    app.handle([stock("TEE", 8, 2, allocated_for="1002", allocated_through=6)], POLICY, T0)
+    found = app.find_stock("TEE", LOC)
+    assert (found.pending_allocations, found.desired) == (0, 6)
+
+    # the other way round: the record first, the sales order's number after it
+    app.handle([accepted(1003, ("TEE", 2)), stock("TEE", 5, 3, allocated_for="1004", allocated_through=9)],
+               POLICY, T0)
+    assert app.find_stock("TEE", LOC).pending_allocations == 2
+    app.handle([created_in_prima(1003, 8)], POLICY, T0)
+    assert app.find_stock("TEE", LOC).pending_allocations == 0
+
+
+def test_an_order_prima_already_reported_or_one_repeated_is_not_pending_again(app):
+    app.handle([variant("TEE", 7), stock("TEE", 9, 1, allocated_for="1001", allocated_through=5)], POLICY, T0)
+    assert app.handle([accepted(1001, ("TEE", 1))], POLICY, T0).applied == 0  # read after its allocation
+    app.handle([accepted(1002, ("TEE", 1))], POLICY, T0)
+    assert app.handle([accepted(1002, ("TEE", 1))], POLICY, T0).applied == 0  # redelivered
+    app.handle([stock("TEE", 8, 2, allocated_for="1002", allocated_through=6)], POLICY, T0)
+    assert app.handle([accepted(1002, ("TEE", 1))], POLICY, T0).applied == 0  # redelivered after it ended
+    assert app.find_stock("TEE", LOC).pending_allocations == 0
+
+
+def test_an_order_line_without_a_prima_level_pends_nothing(app):
+    app.handle([variant("GIFT-WRAP", 0)], POLICY, T0)  # a service: Shopify sells it, Prima stocks none
+    result = app.handle([accepted(1001, ("GIFT-WRAP", 1), ("NEVER-SEEN", 1))], POLICY, T0)
+    assert result.applied == 0 and app.find_stock("NEVER-SEEN", LOC) is None
+
+
+def test_a_bundles_pending_allocation_ends_once_every_component_reports_it(app):
+    app.handle([item("TEE"), item("MUG"), item("GIFT-SET", "bundle", components=(("TEE", 1), ("MUG", 2))),
+                variant("GIFT-SET", 2), stock("TEE", 10, 1), stock("MUG", 8, 2)], POLICY, T0)
+    assert app.find_stock("GIFT-SET", LOC).desired == 2  # min(10, 8/2) - 2
+    app.handle([accepted(1001, ("GIFT-SET", 1)), created_in_prima(1001, 7)], POLICY, T0)
+    assert app.find_stock("GIFT-SET", LOC).desired == 1
+
+    app.handle([stock("TEE", 9, 3, allocated_for="1001", allocated_through=7)], POLICY, T0)
+    assert app.find_stock("GIFT-SET", LOC).pending_allocations == 1  # the mugs not reported yet
+    app.handle([stock("MUG", 6, 4, allocated_for="1001", allocated_through=7)], POLICY, T0)
+    gift = app.find_stock("GIFT-SET", LOC)
+    assert (gift.pending_allocations, gift.prima_available, gift.desired) == (0, 3, 1)
+
+
+def test_an_allocation_index_rebuilt_from_the_log_finds_the_pending_orders(app):
+    app.handle([stock("TEE", 10, 1), accepted(1001, ("TEE", 1))], POLICY, T0)
+    fresh = InventoryApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    fresh.recorder = app.recorder
+    assert fresh.load_allocation_index() == 1
+    assert fresh.pending_orders == {"1001": {StockItem.create_id("TEE", LOC)}}
+    fresh.close()
+
+
+# --------------------------------------------------------- a stale compare-and-set, decided again
+
+
+def test_a_stale_push_takes_shopifys_level_and_decides_again_with_the_pending_allocations(app):
+    """The gateway does not force the old quantity over a level that moved: it reports what
+    Shopify has, and the StockItem decides again (here with the order it has just accepted)."""
+    app.handle([variant("TEE", 8), stock("TEE", 12, 1)], POLICY, T0)
+    [push] = pushes(app, "TEE")
+    assert (push.quantity, push.change_from_quantity) == (10, 8)
+    app.handle([accepted(1001, ("TEE", 1))], POLICY, T0)  # sold in Shopify meanwhile: 8 -> 7
+    second = pushes(app, "TEE")[-1]
+    assert second.quantity == 9
+
+    app.handle([found_stale(second, 7, T0 + timedelta(seconds=1))], POLICY, T0)
+
+    found = app.find_stock("TEE", LOC)
+    assert found.shopify_level == 7
+    third = pushes(app, "TEE")[-1]
+    assert (third.quantity, third.change_from_quantity, third.origin) == (9, 7, "stale_level")
+    assert app.handle([found_stale(second, 7, T0 + timedelta(seconds=1))], POLICY, T0).applied == 0
+    assert app.handle([found_stale(push, 7, T0 + timedelta(seconds=1))], POLICY, T0).applied == 0  # superseded
+
+
+def test_pushes_decided_in_one_batch_get_increasing_issue_times(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1), stock("TEE", 6, 2), stock("TEE", 4, 3)], POLICY, T0)
+    times = [p.issued_at for p in pushes(app, "TEE")]
+    assert len(times) == 3 and times == sorted(set(times)) and times[0] == T0
+    app.handle([stock("TEE", 9, 4)], POLICY, T0 - timedelta(minutes=1))  # the clock stepped back
+    assert pushes(app, "TEE")[-1].issued_at > times[-1]
+
+
+def test_a_pending_push_is_replaced_when_the_desired_level_returns_to_shopifys(app):
+    """Shopify shows 8; Prima drops (push 4 pending) and comes back: the pending 4 would still
+    be written, so 8 is asked for again."""
+    app.handle([variant("TEE", 8), stock("TEE", 10, 1), stock("TEE", 6, 2)], POLICY, T0)
+    [drop] = pushes(app, "TEE")
+    assert drop.quantity == 4
+    app.handle([stock("TEE", 10, 3)], POLICY, T0)
+    back = pushes(app, "TEE")[-1]
+    assert (back.quantity, back.change_from_quantity) == (8, 8)
+    assert app.find_stock("TEE", LOC).pending == back
+
+
+def test_an_item_change_committed_late_is_ordered_by_primas_change_sequence(app):
+    """Prima's updated_at is when its transaction began: a change committed after another may
+    carry an earlier one. The item-change sequence orders them as they were committed."""
+    app.handle([item("CAP", active=True, at=T0 + timedelta(minutes=5), change_id=7)], POLICY, T0)
+    app.handle([item("CAP", active=False, at=T0 + timedelta(minutes=4), change_id=8)], POLICY, T0)
+    assert app.find_catalog("CAP").item["active"] is False
+    assert app.handle([item("CAP", active=True, at=T0 + timedelta(minutes=9), change_id=7)], POLICY, T0).applied == 0
