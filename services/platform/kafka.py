@@ -29,6 +29,7 @@ import base64
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,7 +133,7 @@ def message_type_of(record: Any) -> str | None:
         return found
     try:
         body = json.loads(record.value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     value = body.get("message_type") if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
@@ -202,8 +203,8 @@ def is_dependency_failure(exc: BaseException) -> bool:
         return True
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 
-    dependency = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                  asyncpg.ConnectionDoesNotExistError, asyncpg.TooManyConnectionsError,
+    dependency = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                  asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError,
                   KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
     if isinstance(exc, dependency):
         return True
@@ -224,6 +225,21 @@ def is_dependency_failure(exc: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------------------ dead letters
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """An exception as a log line and a dead letter may carry it: pydantic's errors without the
+    input values, no NUL, bounded, and anything like an e-mail address masked (a message's data
+    may be a customer's)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        text = f"{exc.error_count()} validation error(s), first at {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return _EMAIL.sub("<e-mail>", text.replace("\x00", "\\x00")[: limit * 2])[:limit]
+
 
 
 def dead_letter(group: str, record: Any, reason: str, error: str, attempts: int) -> DeadLetter:
@@ -408,15 +424,15 @@ class Consumer:
             self.attempts[position] = attempts
             HANDLER_RETRIES.labels(group=self.group).inc()
             if attempts < self.settings.handler_max_attempts:
-                log.warning("%s: handling %d message(s) from %s[%s]@%s failed (attempt %d of %d), retrying: %s: %s",
+                log.warning("%s: handling %d message(s) from %s[%s]@%s failed (attempt %d of %d), retrying: %s",
                             self.group, len(deliveries), *position, attempts, self.settings.handler_max_attempts,
-                            type(exc).__name__, exc)
+                            error_text(exc))
                 await asyncio.sleep(backoff(attempts, self.settings.handler_backoff_initial_seconds,
                                             self.settings.handler_backoff_max_seconds))
                 raise _Redeliver from exc
             self.attempts.pop(position, None)
-            log.error("%s: %d message(s) from %s[%s]@%s failed %d times; handling them one by one to find the bad one",
-                      self.group, len(deliveries), *position, attempts, exc_info=exc)
+            log.error("%s: %d message(s) from %s[%s]@%s failed %d times (%s); handling them one by one to find the bad one",
+                      self.group, len(deliveries), *position, attempts, error_text(exc))
             return await self._one_by_one(deliveries, attempts)
         self.attempts.pop(position, None)
         self.outage.recovered()
@@ -430,9 +446,7 @@ class Consumer:
             except Exception as exc:  # noqa: BLE001
                 if is_dependency_failure(exc):
                     raise _Redeliver from exc  # not the message's fault after all: all again later
-                log.error("%s: %s[%s]@%s dead-lettered after %d attempts: %s: %s", self.group, delivery.topic,
-                          delivery.partition, delivery.offset, attempts + 1, type(exc).__name__, exc)
-                letters.append(self._letter_of(delivery, f"{type(exc).__name__}: {exc}", attempts + 1))
+                letters.append(self._letter_of(delivery, error_text(exc, 2000), attempts + 1))
         return letters
 
     def _letter(self, record: Any, reason: str, error: str, attempts: int) -> DeadLetter:

@@ -30,7 +30,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
 from contracts.topics import DEAD_LETTERS, TopicSpec
-from services.platform.kafka import Outgoing, Record, dead_letter, headers_for, publish_all
+from services.platform.kafka import Outgoing, Record, dead_letter, error_text, headers_for, publish_all
 from services.platform.metrics import OUTBOX_POSITION, OUTBOX_RELAYED
 from services.platform.runner import Outage, Worker, backoff
 from services.platform.settings import Settings
@@ -144,8 +144,7 @@ class Relay(Generic[S]):
         """A notification that cannot be relayed, kept whole (its stored event) as a dead letter."""
         record = Record(topic=f"notification-log:{self.table.name}", partition=0, offset=notification.id, key=None,
                         value=bytes(notification.state), headers=[("event_topic", notification.topic.encode())])
-        letter = dead_letter(f"outbox-relay.{self.table.name}", record, "handler_failed",
-                             f"{type(exc).__name__}: {exc}", 1)
+        letter = dead_letter(f"outbox-relay.{self.table.name}", record, "handler_failed", error_text(exc, 2000), 1)
         return Outgoing(DEAD_LETTERS.name, str(letter.dead_letter_id).encode(), letter)
 
     # -- the loop ------------------------------------------------------------------------------

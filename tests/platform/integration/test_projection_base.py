@@ -130,3 +130,17 @@ async def test_the_item_master_keeps_the_newest_fact_per_sku(pool):
     assert set(found) == {"A", "KIT"}
     assert found["A"].active is False
     assert found["KIT"].item_type == "bundle" and [(c.sku, c.quantity) for c in found["KIT"].components] == [("A", 2)]
+
+
+async def test_the_item_master_orders_by_primas_change_sequence_not_the_clock(pool):
+    """Two changes of one item with the same updated_at (a late commit): the later change in
+    Prima's sequence wins, in whatever order the facts come."""
+    await pool.execute("TRUNCATE readmodel.item_master")
+    projection = ItemMasterProjection(pool)
+    tp = TopicPartition(projection.topic.name, 0)
+    await projection.on_assign({tp}, {tp: 0})
+    first = item("B", T, change_id=7)
+    second = item("B", T, change_id=8, active=False)
+    await projection.handle([Delivery(second, projection.topic.name, 0, 0, b"B")])
+    await projection.handle([Delivery(first, projection.topic.name, 0, 1, b"B")])  # delivered late
+    assert (await items_for(pool, ["B"]))["B"].active is False

@@ -148,3 +148,38 @@ async def _records(broker: KafkaBroker, *messages: Ping) -> tuple:
                                  value=m.model_dump_json().encode(),
                                  headers=[(k, v.encode()) for k, v in headers_for(m).items()])
                  for offset, m in enumerate(messages))
+
+
+def test_an_error_text_carries_no_customer_data():
+    """Issue 8: logs and dead letters of a failed message do not print its data."""
+    from pydantic import ValidationError as _ValidationError
+
+    from services.platform.kafka import error_text
+
+    class Customer(BaseModel):
+        email: int
+
+    try:
+        Customer.model_validate({"email": "jane@example.com"})
+    except _ValidationError as exc:
+        text = error_text(exc)
+    assert "jane@example.com" not in text and "email" in text
+    assert "<e-mail>" in error_text(ValueError("no sales order for jane.doe+x@shop.example.co.uk"))
+    assert "\x00" not in error_text(ValueError("a\x00b")) and len(error_text(ValueError("x" * 10_000))) == 500
+
+
+def test_a_record_nested_too_deeply_has_no_message_type_rather_than_a_crash():
+    from services.platform.kafka import message_type_of
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert message_type_of(SimpleNamespace(headers=[], value=deep)) is None
+
+
+def test_a_postgresql_shutdown_is_a_dependency_failure_not_a_bad_message():
+    import asyncpg
+
+    from services.platform.kafka import is_dependency_failure
+
+    assert is_dependency_failure(asyncpg.AdminShutdownError("terminating connection due to administrator command"))
+    assert is_dependency_failure(asyncpg.CannotConnectNowError("the database system is starting up"))
+    assert not is_dependency_failure(ValueError("a bad message"))
