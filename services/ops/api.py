@@ -39,8 +39,8 @@ from contracts.topics import OPERATIONS, order_key
 from projections import PROJECTIONS, READ_MODELS
 from projections import inventory_health as ih
 from projections.order_sync import ORDER_SYNC
-from services.platform.kafka import Outgoing, make_broker, publish_all
-from services.platform.runner import run_http
+from services.platform.kafka import Outgoing, make_broker, publish_within
+from services.platform.runner import run_http, start_broker
 from services.platform.settings import Settings, get_settings
 
 EXCEPTION_SOURCES = ("order", "inventory", "dead_letter")
@@ -87,12 +87,17 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=5,
-                                                   init=_init_connection)
-        await broker.start()
+        # min_size=0 and Kafka connected in the background: the API starts, and answers 503 for
+        # what needs them, while PostgreSQL or Kafka is down
+        app.state.pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=5,
+                                                   init=_init_connection, timeout=5)
+        stop = asyncio.Event()
+        connecting = asyncio.create_task(start_broker(broker, stop))
         try:
             yield
         finally:
+            stop.set()
+            await asyncio.gather(connecting, return_exceptions=True)
             await broker.stop()
             await app.state.pool.close()
 
@@ -111,7 +116,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
 
     async def send(command: Any, key: bytes, detail: str) -> Accepted:
         try:
-            await asyncio.wait_for(publish_all(broker, [Outgoing(operations_topic, key, command)]), 5.0)
+            await publish_within(broker, [Outgoing(operations_topic, key, command)], 5.0)
         except Exception as exc:  # noqa: BLE001 - Kafka down or slow: the command was not sent
             raise HTTPException(503, f"Kafka unavailable, the command was not sent ({type(exc).__name__}); "
                                      "try again shortly", headers={"Retry-After": "5"}) from exc

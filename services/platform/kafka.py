@@ -107,16 +107,73 @@ class Outgoing:
 
 async def publish_all(broker: KafkaBroker, messages: Iterable[Outgoing]) -> int:
     """Send every message without waiting for each, then wait until Kafka acknowledged them all
-    (raises if any send failed). Returns how many were sent."""
+    (raises if any send failed). Returns how many were sent. A producer whose sequence Kafka
+    refuses is replaced before the error is raised, so that the caller's next try can succeed."""
     futures = []
-    for out in messages:
-        headers = out.headers if out.headers is not None else headers_for(out.message)
-        futures.append(await broker.publish(encode(out.message), out.topic, key=out.key, headers=headers,
-                                            no_confirm=True))
-    pending = [f for f in futures if inspect.isawaitable(f)]  # FastStream's test broker confirms at once
-    if pending:
-        await asyncio.gather(*pending)
+    try:
+        for out in messages:
+            headers = out.headers if out.headers is not None else headers_for(out.message)
+            futures.append(await broker.publish(encode(out.message), out.topic, key=out.key, headers=headers,
+                                                no_confirm=True))
+        pending = [f for f in futures if inspect.isawaitable(f)]  # FastStream's test broker confirms at once
+        results = await asyncio.gather(*pending, return_exceptions=True) if pending else []
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+    except Exception as exc:
+        if producer_broken(exc) and hasattr(broker, "_connection_kwargs"):
+            await renew_producer(broker)  # the caller sends again (at least once) with the new one
+        raise
     return len(futures)
+
+
+async def publish_within(broker: KafkaBroker, messages: Iterable[Outgoing], timeout: float) -> int:
+    """publish_all, but give up waiting after `timeout` seconds (TimeoutError) WITHOUT cancelling
+    the sends: a produce cancelled in flight leaves the idempotent producer's sequence numbers
+    with a gap, and the broker then refuses every later batch of that partition
+    (OutOfOrderSequenceNumber) for good. The sends go on in the background; at least once."""
+    task = asyncio.ensure_future(publish_all(broker, list(messages)))
+    task.add_done_callback(_forget_result)
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        raise TimeoutError(f"Kafka did not acknowledge within {timeout:g}s (the send goes on)")
+    return task.result()
+
+
+def _forget_result(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure is no "exception was never retrieved"
+
+
+def producer_broken(exc: BaseException) -> bool:
+    """The idempotent producer cannot go on (its sequence or epoch is refused): a new one must
+    be started. aiokafka does not recover from these by itself."""
+    from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
+
+    try:
+        from aiokafka.errors import InvalidProducerEpoch
+    except ImportError:  # pragma: no cover
+        InvalidProducerEpoch = OutOfOrderSequenceNumber  # noqa: N806
+    return isinstance(exc, (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch))
+
+
+async def renew_producer(broker: KafkaBroker) -> None:
+    """Replace the broker's producer with a new one (a new producer id, sequence numbers from
+    zero), leaving its subscribers alone. FastStream has no call for this, so this reaches into
+    its broker config (the one place that does): the producer FastStream made at start is
+    disconnected and one built from the same connection settings is connected in its place."""
+    import aiokafka
+    from faststream._internal.parser import DefaultCodec
+
+    config = broker.config
+    try:
+        await config.producer.disconnect()
+    except Exception as exc:  # noqa: BLE001 - it is broken already
+        log.debug("stopping the refused producer: %s", exc)
+    producer = aiokafka.AIOKafkaProducer(**broker._connection_kwargs)  # noqa: SLF001
+    await config.producer.connect(producer, serializer=config.fd_config._serializer,  # noqa: SLF001
+                                  codec=config.broker_codec or DefaultCodec())
+    log.warning("the Kafka producer's sequence was refused: a new producer is in place")
 
 
 def _header(record: Any, name: str) -> str | None:
@@ -201,7 +258,12 @@ def is_dependency_failure(exc: BaseException) -> bool:
     """PostgreSQL, Kafka or the network failed, not the message: retry until it is back."""
     if isinstance(exc, DependencyUnavailable):
         return True
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        NodeNotReadyError,
+        RequestTimedOutError,
+    )
 
     dependency = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                   asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError,
@@ -498,7 +560,7 @@ def _clean(text: str) -> str:
 async def _raw(msg: Any, original: Any = None) -> None:
     """FastStream's body decoder, switched off: the consumer decodes each record itself, by its
     message_type, into the model its topic declares."""
-    return None
+    return
 
 
 class _Redeliver(Exception):

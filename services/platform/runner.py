@@ -182,6 +182,23 @@ async def until_up(what: str, start: Callable[[], Awaitable[T]], stop: asyncio.E
     return None
 
 
+async def start_broker(broker, stop: asyncio.Event) -> bool:
+    """Start a FastStream broker once Kafka answers (waited for with backoff, logged once); a
+    half-started broker is stopped before the next try. False if `stop` came first."""
+    async def start():
+        try:
+            await broker.start()
+        except BaseException:
+            try:
+                await broker.stop()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        return broker
+
+    return await until_up("Kafka", start, stop) is not None
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
@@ -218,19 +235,7 @@ class Worker:
     @asynccontextmanager
     async def broker(self, broker):  # FastStream KafkaBroker (services.platform.kafka.make_broker)
         """Start a FastStream broker (its publishers and subscribers) once Kafka answers."""
-        async def start():
-            try:
-                await broker.start()
-            except BaseException:
-                try:
-                    await broker.stop()  # a half-started broker: stop it before the next try
-                except Exception:  # noqa: BLE001
-                    pass
-                raise
-            return broker
-
-        started = await until_up("Kafka", start, self.stop)
-        if started is None:
+        if not await start_broker(broker, self.stop):
             await broker.stop()
             raise asyncio.CancelledError
         try:

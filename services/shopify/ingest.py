@@ -67,19 +67,29 @@ from services.platform.kafka import (
     DependencyUnavailable,
     Outgoing,
     Record,
+    _forget_result,
     dead_letter,
     encode,
     headers_for,
     is_dependency_failure,
     make_broker,
     message_type_of,
+    producer_broken,
+    publish_within,
+    renew_producer,
 )
 from services.platform.metrics import (
     WEBHOOKS_DUPLICATE,
     WEBHOOKS_RECEIVED,
     WEBHOOKS_REJECTED,
 )
-from services.platform.runner import Outage, backoff, run_http, until_up, wait_or_stop
+from services.platform.runner import (
+    Outage,
+    backoff,
+    run_http,
+    start_broker,
+    wait_or_stop,
+)
 from services.platform.settings import Settings, get_settings
 from services.shopify.ingest_store import RawWebhookStore, StoredWebhook
 
@@ -247,6 +257,8 @@ class WebhookIngest:
         self.dead_letter_topic = dead_letter_topic
         self.store: RawWebhookStore | None = None
         self.kafka_ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.resets: list[asyncio.Task] = []
         self.kafka_outage = Outage("Kafka (publishing webhooks)", log)
         self.database_outage = Outage("PostgreSQL (storing webhooks)", log)
         self.redrive_outage = Outage("re-driving a dead letter: a dependency", log)
@@ -264,10 +276,18 @@ class WebhookIngest:
         return normalize(body)
 
     async def in_store(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """A store operation, bounded in time; a failure of PostgreSQL is logged once per outage."""
+        """A store operation (bounded in time by the store's own asyncpg timeouts: cancelling a
+        query from outside can leave its connection unusable); a failure of PostgreSQL is logged
+        once per outage."""
+        task = asyncio.ensure_future(call())
+        task.add_done_callback(_forget_result)
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await call()
+            # asyncpg's own timeout ends a slow statement first; this bounds anything else (a
+            # pool that cannot connect, say) without cancelling the operation
+            done, _ = await asyncio.wait([task], timeout=self.timeout + 1.0)
+            if not done:
+                raise TimeoutError(f"PostgreSQL did not answer within {self.timeout + 1.0:g}s")
+            result = task.result()
         except Exception as exc:
             if _dependency_failure(exc):
                 self.database_outage.failed(exc)
@@ -302,19 +322,27 @@ class WebhookIngest:
 
     async def send(self, out: Outgoing) -> None:
         """Publish and wait for Kafka's acknowledgement, at most ingest_publish_timeout_seconds.
-        TooLarge if Kafka never will take it; anything else means Kafka is not there now."""
+        TooLarge if Kafka never will take it; anything else means Kafka is not there now. A send
+        that takes too long is not cancelled (services/platform/kafka.py publish_within says why):
+        it may still land, and the row, not marked published, is published again by the sweeper
+        (at least once; consumers dedupe on the webhook id)."""
         if not self.kafka_ready.is_set():
             raise KafkaUnavailable("not connected to Kafka yet")
         try:
-            async with asyncio.timeout(self.timeout):
-                await self.broker.publish(encode(out.message), out.topic, key=out.key,
-                                          headers=out.headers or headers_for(out.message))
+            await publish_within(self.broker, [Outgoing(out.topic, out.key, out.message,
+                                                        out.headers or headers_for(out.message))], self.timeout)
         except MessageSizeTooLargeError as exc:
             raise TooLarge(str(exc)) from exc
-        except Exception as exc:
+        except Exception as exc:  # a refused producer is replaced by publish_all already
             self.kafka_outage.failed(exc)
             raise KafkaUnavailable(f"{type(exc).__name__}: {safe_text(exc)}") from exc
         self.kafka_outage.recovered()
+
+    def reset_if_broken(self, exc: BaseException) -> None:
+        """A producer whose sequence the broker refuses never recovers: a new one (the sweeper's
+        sends go around publish_all, which does this for every other send)."""
+        if producer_broken(exc):
+            self.resets.append(asyncio.create_task(renew_producer(self.broker)))
 
     async def settle(self, stored: StoredWebhook, order: ShopifyOrder | None, problem: Unparseable | None) -> JSONResponse | dict:
         """Put what a stored delivery became on Kafka (its fact, or its dead letter), then mark it
@@ -408,25 +436,28 @@ class WebhookIngest:
         try:
             for row, out in outgoing:
                 try:
-                    async with asyncio.timeout(self.timeout):
-                        future = await self.broker.publish(encode(out.message), out.topic, key=out.key,
-                                                           headers=out.headers or headers_for(out.message), no_confirm=True)
+                    # the send's own future; waited for below without cancelling (publish_within)
+                    future = await self.broker.publish(encode(out.message), out.topic, key=out.key,
+                                                       headers=out.headers or headers_for(out.message), no_confirm=True)
                 except MessageSizeTooLargeError:
                     too_large.append(row)
                     continue
                 pending.append((row, future))
             waiting = [f for _, f in pending if inspect.isawaitable(f)]
-            async with asyncio.timeout(self.timeout + len(waiting) * 0.01):
-                results = await asyncio.gather(*waiting, return_exceptions=True)
+            if waiting:
+                done, _ = await asyncio.wait(waiting, timeout=self.timeout + len(waiting) * 0.01)
+                if len(done) < len(waiting):
+                    raise TimeoutError("Kafka did not acknowledge the sweep in time (the sends go on)")
         except Exception as exc:  # noqa: BLE001 - Kafka went away mid-sweep: nothing marked, all again later
+            self.reset_if_broken(exc)
             return [], too_large, KafkaUnavailable(f"{type(exc).__name__}: {safe_text(exc)}")
-        outcomes = iter(results)
         sent, failure = [], None
         for row, future in pending:
-            result = next(outcomes) if inspect.isawaitable(future) else None
+            result = (future.exception() or future.result()) if inspect.isawaitable(future) else None
             if isinstance(result, MessageSizeTooLargeError):
                 too_large.append(row)
             elif isinstance(result, BaseException):
+                self.reset_if_broken(result)
                 failure = failure or KafkaUnavailable(f"{type(result).__name__}: {safe_text(result)}")
             else:
                 sent.append(row)
@@ -508,18 +539,7 @@ class WebhookIngest:
 
     async def connect(self, stop: asyncio.Event) -> None:
         """Start the broker once Kafka answers (logged once however long it takes)."""
-        async def start() -> KafkaBroker:
-            try:
-                await self.broker.start()
-            except BaseException:
-                try:
-                    await self.broker.stop()  # a half-started broker: stop it before the next try
-                except Exception:  # noqa: BLE001
-                    pass
-                raise
-            return self.broker
-
-        if await until_up("Kafka", start, stop) is not None:
+        if await start_broker(self.broker, stop):
             self.kafka_ready.set()
 
 
@@ -544,13 +564,14 @@ def create_app(settings: Settings | None = None, *, orders_topic: str = SHOPIFY_
         # min_size=0: no connection at start, so the ingest starts (and answers 503) while PostgreSQL is down
         pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=10,
                                          timeout=settings.ingest_publish_timeout_seconds)
-        ingest.store = RawWebhookStore(pool)
-        stop = asyncio.Event()
+        ingest.store = RawWebhookStore(pool, settings.ingest_publish_timeout_seconds)
+        stop = ingest.stopping
         tasks = [asyncio.create_task(ingest.connect(stop)), asyncio.create_task(ingest.sweep_forever(stop))]
         try:
             yield
         finally:
             stop.set()
+            tasks += ingest.resets
             _, running = await asyncio.wait(tasks, timeout=5)
             for task in running:
                 task.cancel()

@@ -80,8 +80,12 @@ class Claim:
 
 
 class RawWebhookStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """`timeout`: seconds a statement may take. asyncpg enforces it itself (it cancels the query
+    on the server), which keeps the connection usable; a cancellation from outside may not."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float | None = None) -> None:
         self.pool = pool
+        self.timeout = timeout
 
     async def record(
         self, webhook_id: str, topic: str, shop_domain: str, event_id: str | None,
@@ -98,32 +102,35 @@ class RawWebhookStore:
             RETURNING {COLUMNS}
             """,
             uuid4(), webhook_id, topic, shop_domain, event_id, json.dumps(headers), body, received_at,
-            quarantine_reason,
+            quarantine_reason, timeout=self.timeout,
         )
         return _stored(row)
 
     async def get(self, raw_id: UUID) -> StoredWebhook | None:
-        row = await self.pool.fetchrow(f"SELECT {COLUMNS} FROM ingest.raw_webhooks WHERE id = $1", raw_id)
+        row = await self.pool.fetchrow(f"SELECT {COLUMNS} FROM ingest.raw_webhooks WHERE id = $1", raw_id,
+                                       timeout=self.timeout)
         return _stored(row) if row is not None else None
 
     async def mark_published(self, raw_id: UUID) -> None:
-        await self.pool.execute("UPDATE ingest.raw_webhooks SET published_at = now() WHERE id = $1", raw_id)
+        await self.pool.execute("UPDATE ingest.raw_webhooks SET published_at = now() WHERE id = $1", raw_id,
+                                timeout=self.timeout)
 
     async def quarantine(self, raw_id: UUID, reason: str) -> None:
         await self.pool.execute(
             "UPDATE ingest.raw_webhooks SET quarantined_at = now(), quarantine_reason = $2 "
-            "WHERE id = $1 AND quarantined_at IS NULL", raw_id, reason)
+            "WHERE id = $1 AND quarantined_at IS NULL", raw_id, reason, timeout=self.timeout)
 
     async def mark_redriven(self, raw_id: UUID) -> None:
         """A quarantined body normalised after all and its fact is on Kafka."""
         await self.pool.execute(
-            "UPDATE ingest.raw_webhooks SET quarantined_at = NULL, published_at = now() WHERE id = $1", raw_id)
+            "UPDATE ingest.raw_webhooks SET quarantined_at = NULL, published_at = now() WHERE id = $1", raw_id,
+            timeout=self.timeout)
 
     @asynccontextmanager
     async def claim_unpublished(self, older_than_seconds: float, limit: int) -> AsyncIterator[Claim]:
         """The oldest rows whose fact (or, quarantined, whose dead letter) is not on Kafka and
         that were received more than `older_than_seconds` ago, locked for this transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire(timeout=self.timeout) as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""
                 SELECT {COLUMNS} FROM ingest.raw_webhooks

@@ -61,10 +61,13 @@ async def test_kafka_gone_answers_503_at_once_and_the_sweeper_publishes_the_kept
             _is_503_at_once(response, time.monotonic() - started, "kafka_unavailable")
             row = await stored_row(ingest_env.database_url, webhook_id)
             assert row is not None and row["published_at"] is None  # kept before the publish was tried
-        # Kafka is back; Shopify need not send it again
-        (published,) = await read_topic(ingest_env.kafka_bootstrap, ingest_env.orders, about(webhook_id), timeout=30)
+        # Kafka is back; Shopify need not send it again. The send that timed out was not cancelled
+        # (a cancelled send breaks the idempotent producer for good), so it may land as well as
+        # the sweeper's: at least once, every copy the same webhook, which the Order dedupes on.
+        copies = await read_topic(ingest_env.kafka_bootstrap, ingest_env.orders, about(webhook_id), timeout=30)
     assert (await stored_row(ingest_env.database_url, webhook_id))["published_at"] is not None
-    assert published.headers["message_type"] == "ShopifyOrderReceived"
+    assert 1 <= len(copies) <= 2
+    assert {c.headers["message_type"] for c in copies} == {"ShopifyOrderReceived"}
 
 
 async def test_ingest_started_while_kafka_is_down_runs_answers_503_and_keeps_the_body(ingest_env):

@@ -183,3 +183,39 @@ def test_a_postgresql_shutdown_is_a_dependency_failure_not_a_bad_message():
     assert is_dependency_failure(asyncpg.AdminShutdownError("terminating connection due to administrator command"))
     assert is_dependency_failure(asyncpg.CannotConnectNowError("the database system is starting up"))
     assert not is_dependency_failure(ValueError("a bad message"))
+
+
+async def test_a_send_that_takes_too_long_is_given_up_on_but_not_cancelled():
+    """A produce cancelled in flight leaves a gap in the idempotent producer's sequence numbers,
+    and the broker then refuses that partition's batches for good (OutOfOrderSequenceNumber,
+    seen in the chaos run): publish_within stops waiting but lets the send finish."""
+    import asyncio
+
+    from services.platform.kafka import Outgoing, publish_within
+
+    finished: list[str] = []
+
+    class SlowBroker:
+        async def publish(self, value, topic, **kwargs):
+            async def acknowledged():
+                try:
+                    await asyncio.sleep(0.3)
+                    finished.append(topic)
+                except asyncio.CancelledError:
+                    finished.append("cancelled")
+                    raise
+            return asyncio.ensure_future(acknowledged())
+
+    with pytest.raises(TimeoutError, match="the send goes on"):
+        await publish_within(SlowBroker(), [Outgoing("t", b"k", Ping(n=1))], timeout=0.05)
+    await asyncio.sleep(0.5)
+    assert finished == ["t"]
+
+
+def test_a_refused_producer_sequence_is_told_apart_from_kafka_being_away():
+    from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber
+
+    from services.platform.kafka import producer_broken
+
+    assert producer_broken(OutOfOrderSequenceNumber())
+    assert not producer_broken(KafkaConnectionError()) and not producer_broken(TimeoutError())
