@@ -115,6 +115,20 @@ class ParkedCommands:
                 "UPDATE gateway.parked_commands SET resolved_at = now(), next_attempt_at = NULL "
                 "WHERE command_id = ANY($1::uuid[]) AND resolved_at IS NULL", ids)
 
+    async def resolve_older_levels(self, levels: Sequence[tuple[str, str, datetime]], *, gateway: str) -> None:
+        """Parked SetInventoryLevel commands of these (inventory item, location) pairs decided
+        no later than the given instant: a push decided as late or later was answered, so they
+        are nobody's work any more."""
+        if levels:
+            await self.pool.execute(
+                """UPDATE gateway.parked_commands p SET resolved_at = now(), next_attempt_at = NULL
+                   FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS l(item, location, issued_at)
+                   WHERE p.gateway = $1 AND p.message_type = 'SetInventoryLevel' AND p.resolved_at IS NULL
+                     AND p.command->>'inventory_item_id' = l.item AND p.command->>'location_id' = l.location
+                     AND (p.command->>'issued_at')::timestamptz <= l.issued_at""",
+                gateway, [item for item, _, _ in levels], [location for _, location, _ in levels],
+                [at for _, _, at in levels])
+
     async def give_up_expired(self, gateway: str, now: datetime) -> list[asyncpg.Record]:
         """Stop re-driving this gateway's commands parked longer than the horizon ago."""
         return await self.pool.fetch(

@@ -15,11 +15,19 @@ journalled (gateway.shopify_inventory_batches). The window's offsets are committ
 only after every outcome is on Kafka: nothing lost, at least once; a redelivered command finds
 its level already set (compare-and-set) and is confirmed again.
 
-RetryParkedCommand (operator) sends a parked SetInventoryLevel or SetProductStatus again.
+Parked commands are re-driven by themselves (services/platform/parking.py `Redriver`, beside the
+consumer): while some are due, a one-location read probes Shopify every
+SHOPIFY_PROBE_INTERVAL_SECONDS; once it answers, each is sent again (compare-and-set, so a late
+one never overwrites a newer level), with backoff until the horizon. A parked push is resolved as
+soon as a push of the same level decided as late or later is answered, or it is superseded: the
+stock decider decides failed pushes again itself. RetryParkedCommand (operator) sends a parked
+SetInventoryLevel or SetProductStatus again at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,7 +51,13 @@ from services.platform.kafka import (
     make_broker,
     publish_all,
 )
-from services.platform.parking import ParkedCommands, with_retries
+from services.platform.parking import (
+    ParkedCommands,
+    Redriven,
+    Redriver,
+    RedriveSchedule,
+    with_retries,
+)
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.platform.window import WindowConsumer, WindowPolicy
@@ -127,7 +141,7 @@ class ShopifyGateway:
         self.settings = settings
         self.admin = admin
         self.pool = pool
-        self.parked = ParkedCommands(pool)
+        self.parked = ParkedCommands(pool, RedriveSchedule.from_settings(settings))
         self.writer = InventoryWriter(admin, settings, decisions=PostgresDecisions(pool))
         self.publish = publish
         self.outcomes_topic = outcomes_topic
@@ -149,7 +163,57 @@ class ShopifyGateway:
             if park_reason is not None:
                 parked.append((command, command.sku, park_reason, attempts))
         await self.parked.park_many(parked, gateway="shopify")
+        still_parked = {command.command_id for command, *_ in parked}
+        await self._resolve_parked(inventory, report.superseded if inventory else [],
+                                   [o for o in outcomes if o.command_id not in still_parked])
         return outcomes
+
+    async def _resolve_parked(self, inventory: Sequence[SetInventoryLevel], superseded: Sequence[SetInventoryLevel],
+                              outcomes: Sequence[ShopifyOutcome]) -> None:
+        """A parked push is no longer anyone's work once Shopify answered a push of the same
+        level decided as late or later (confirmed, refused, or stale and decided again by the
+        stock decider), or once it was superseded: resolved, so that no operator is asked to
+        retry it. The stock decider re-decides failed pushes itself (issue 8)."""
+        answered = {o.command_id for o in outcomes}
+        by_id = {c.command_id: c for c in inventory}
+        levels = [by_id[i] for i in answered if i in by_id]
+        await self.parked.resolve([*answered, *(c.command_id for c in superseded)])
+        await self.parked.resolve_older_levels(
+            [(c.inventory_item_id, c.location_id, c.issued_at) for c in levels], gateway="shopify")
+
+    # -- the circuit breaker's two calls (services/platform/parking.py Redriver) ------------------
+
+    async def probe(self) -> None:
+        """A cheap read (one location): raises while Shopify's Admin API does not answer."""
+        await self.admin.execute("Locations", {"first": 1, "after": None})
+
+    async def redrive(self, command: Any) -> Redriven:
+        """Send a parked command again. Safe however late: a level is set compare-and-set from
+        the quantity it was decided on, and a newer decision for the level supersedes it. Its
+        outcome is published when Shopify answered (a level set, refused, or stale, which the
+        stock decider decides again); a failure again is only rescheduled."""
+        if isinstance(command, SetInventoryLevel):
+            report = await self.writer.write([command])
+            if report.superseded:
+                return Redriven(True)
+            outcomes: list[ShopifyOutcome] = list(report.outcomes)
+            failed = report.failed()
+            if failed:
+                return Redriven(False, failed[0].reason, failed[0].attempts)
+        else:
+            outcome, park_reason, attempts = await set_product_status(self.admin, command)
+            if park_reason is not None:
+                return Redriven(False, park_reason, attempts)
+            outcomes = [outcome]
+        await self.publish([Outgoing(self.outcomes_topic, sku_key(o.sku), o, headers_for(o)) for o in outcomes])
+        await self._resolve_parked([command] if isinstance(command, SetInventoryLevel) else [], [], outcomes)
+        return Redriven(True)
+
+    def redriver(self) -> Redriver:
+        s = self.settings
+        return Redriver(self.parked, gateway="shopify", models=COMMANDS, probe=self.probe, redrive=self.redrive,
+                        probe_interval_seconds=s.shopify_probe_interval_seconds,
+                        lease_seconds=max(60.0, s.shopify_timeout_seconds * s.shopify_max_attempts * 2))
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
         commands = await with_retries(self.parked, (d.message for d in deliveries), gateway="shopify",
@@ -190,7 +254,14 @@ async def main(worker: Worker) -> None:
             log.info("Shopify gateway consuming %s (batches of %d, debounce %.2fs)", SHOPIFY_COMMANDS.name,
                      settings.inventory_batch_size, settings.inventory_debounce_seconds)
             async with worker.broker(broker):
-                await worker.stopped()
+                redrives = asyncio.create_task(gateway.redriver().run(worker.stop), name="shopify-redrives")
+                try:
+                    await worker.stopped()
+                finally:
+                    if not worker.stop.is_set():  # leaving for another reason: do not wait for the next pass
+                        redrives.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await redrives
     finally:
         await admin.aclose()
 

@@ -332,6 +332,60 @@ async def test_permanent_failure_is_reported_failed_and_parked(sandbox, admin, g
                                commands[0].command_id)
 
 
+async def test_a_parked_push_is_resolved_once_a_newer_push_of_its_level_is_answered(sandbox, admin, gw_settings,
+                                                                                    pool):
+    """Issue 8: the stock decider decides a failed push again by itself; once Shopify confirms
+    that newer push, the parked one is nobody's work any more (no operator asked to retry it),
+    while a parked push of another level stays parked."""
+    variants = await make_catalog(sandbox, 2, level=1)
+    (await sandbox.post("/_sandbox/faults", json={"fail_next": 1000, "fail_status": 503})).raise_for_status()
+    first = [command_for(v, 4, 1) for v in variants]
+    gateway = ShopifyGateway(gw_settings, admin, pool, Published())
+    failed = await gateway.execute(first)
+    assert [type(o) for o in failed] == [InventoryLevelFailed, InventoryLevelFailed], failed
+    (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+
+    newer = command_for(variants[0], 6, 1, datetime.now(UTC) + timedelta(milliseconds=1))
+    [outcome] = await gateway.execute([newer])
+    assert isinstance(outcome, InventoryLevelConfirmed)
+    resolved = {r["command_id"]: r["resolved_at"] is not None for r in await pool.fetch(
+        "SELECT command_id, resolved_at FROM gateway.parked_commands WHERE command_id = ANY($1::uuid[])",
+        [c.command_id for c in first])}
+    assert resolved == {first[0].command_id: True, first[1].command_id: False}
+    assert await level(sandbox, variants[0]["sku"]) == 6
+
+
+async def test_a_parked_push_is_re_driven_by_itself_once_shopify_answers(sandbox, admin, gw_settings, pool):
+    """Issue 8: no operator needed. While Shopify fails, the re-driver's probe fails and nothing
+    is sent; once Shopify answers, the parked push is sent again (compare-and-set), its
+    confirmation published and the row resolved. A parked push whose level has since had a newer
+    decision taken up is superseded (resolved, nothing written)."""
+    settings = gw_settings.model_copy(update={"parked_redrive_initial_seconds": 0.01})
+    variants = await make_catalog(sandbox, 2, level=1)
+    (await sandbox.post("/_sandbox/faults", json={"fail_next": 1000, "fail_status": 503})).raise_for_status()
+    published = Published()
+    gateway = ShopifyGateway(settings, admin, pool, published)
+    commands = [command_for(v, 4, 1) for v in variants]
+    await gateway.execute(commands)
+    await asyncio.sleep(0.05)
+    redriver = gateway.redriver()
+    assert await redriver.once() is False  # Shopify still down: the probe fails, nothing re-driven
+    assert set((await levels(sandbox, [v["sku"] for v in variants])).values()) == {1}
+
+    (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+    # a newer decision for the second level is taken up meanwhile (and fails): the parked one is old
+    newer = command_for(variants[1], 9, 1, datetime.now(UTC) + timedelta(milliseconds=1))
+    await gateway.writer.decisions.take_up([newer])
+    published.messages.clear()
+    await redriver.once()
+    assert [type(m.message) for m in published.messages] == [InventoryLevelConfirmed]
+    assert published.messages[0].message.command_id == commands[0].command_id
+    assert await levels(sandbox, [v["sku"] for v in variants]) == {variants[0]["sku"]: 4, variants[1]["sku"]: 1}
+    rows = await pool.fetch("SELECT resolved_at IS NOT NULL AS resolved FROM gateway.parked_commands "
+                            "WHERE command_id = ANY($1::uuid[])", [c.command_id for c in commands])
+    assert [r["resolved"] for r in rows] == [True, True]
+
+
 async def test_a_user_error_on_one_quantity_rejects_it_and_confirms_the_others(sandbox, admin, gw_settings):
     variants = await make_catalog(sandbox, 4, level=2)
     unknown = {"sku": "NO-SUCH-ITEM", "inventory_item_id": "gid://shopify/InventoryItem/987654321"}

@@ -5,7 +5,8 @@ and the batch journal in memory and the outcomes "published" into a list (the in
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 from uuid import UUID, uuid4
@@ -55,6 +56,19 @@ class FakeParking:
 
     async def mark_retried(self, command_id: UUID) -> None:
         self.rows[command_id]["retried_at"] = "now"
+
+    async def resolve(self, command_ids) -> None:
+        for command_id in command_ids:
+            if command_id in self.rows:
+                self.rows[command_id]["resolved"] = True
+
+    async def resolve_older_levels(self, levels, *, gateway: str) -> None:
+        for row in self.rows.values():
+            command = json.loads(row["command"])
+            if row["message_type"] == "SetInventoryLevel" and any(
+                    command["inventory_item_id"] == item and command["location_id"] == location
+                    and datetime.fromisoformat(command["issued_at"]) <= at for item, location, at in levels):
+                row["resolved"] = True
 
 
 class FakePool:
