@@ -46,7 +46,7 @@ from domain.inventory.values import AutoRelease
 from services.inventory.translate import fact
 from services.platform.kafka import Consumer, Delivery, make_broker
 from services.platform.metrics import INVENTORY_FACTS, INVENTORY_PUSHES_DECIDED
-from services.platform.runner import Worker, run_worker
+from services.platform.runner import Worker, backoff, run_worker
 from services.platform.settings import Settings
 
 log = logging.getLogger("shopify_prima.stock_decider")
@@ -112,9 +112,19 @@ class StockDecider:
                 return
             if await worker.sleep((upcoming[0] - now).total_seconds() + 0.5):
                 return
-            async with self.lock:
-                keys = await asyncio.to_thread(self.all_stock_keys)
-                saved = await asyncio.to_thread(self.inventory.refresh, keys, self.policy, datetime.now(UTC))
+            attempt = 0
+            while True:  # a boundary is never skipped: PostgreSQL down at that moment is waited out
+                try:
+                    async with self.lock:
+                        keys = await asyncio.to_thread(self.all_stock_keys)
+                        saved = await asyncio.to_thread(self.inventory.refresh, keys, self.policy, datetime.now(UTC))
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("peak window boundary %s: re-deciding failed (%s: %s); trying again", upcoming[0],
+                                type(exc).__name__, exc)
+                    if await worker.sleep(backoff(attempt, 1.0, 30.0)):
+                        return
+                    attempt += 1
             log.info("peak window boundary %s: %d of %d SKU-locations re-decided", upcoming[0], saved, len(keys))
 
     async def auto_release_once(self, now: datetime | None = None) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ FastStream's test broker, to show that a published PrimaStockLevel reaches the h
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 from itertools import count
@@ -329,3 +330,41 @@ async def test_the_failed_index_is_rebuilt_from_the_log(decisions):
     assert await decider.auto_release_once(T0 + timedelta(seconds=SETTINGS.parked_redrive_initial_seconds)) == [
         ("TEE", LOC)]
     fresh.close()
+
+
+async def test_a_peak_boundary_is_not_skipped_when_re_deciding_fails_at_that_moment(decisions, monkeypatch):
+    """Issue 8: PostgreSQL down at the moment a peak window opens. The re-decision is tried again
+    (not given up, not left to a restart that would only wait for the next boundary), and the
+    larger peak buffer reaches Shopify."""
+    from datetime import UTC, datetime
+
+    from domain.inventory.buffer import PeakWindow
+    from services.platform.runner import Worker
+
+    await decisions.handle(prima_stock("TEE", 10, 1))
+    await decisions.handle(variant_observed("TEE", 0))
+    assert [p.quantity for p in decisions.pushes()] == [8]
+    start = datetime.now(UTC) + timedelta(seconds=0.2)
+    rules = BufferRules(default=2, peak=(PeakWindow(name="sale", start=start, end=start + timedelta(hours=1),
+                                                     default=5),))
+    decisions.decider.policy = dataclasses.replace(decisions.decider.policy, rules=rules)
+    refresh, calls = decisions.app.refresh, []
+
+    def failing_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionError("PostgreSQL is restarting")
+        return refresh(*args)
+
+    monkeypatch.setattr(decisions.app, "refresh", failing_once)
+    monkeypatch.setattr("services.inventory.decider.backoff", lambda attempt, initial, cap: 0.05)
+    worker = Worker("stock-decider", SETTINGS)
+    task = asyncio.create_task(decisions.decider.peak_boundaries(worker))
+    for _ in range(100):
+        if len(calls) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    worker.stop.set()
+    await asyncio.wait_for(task, 5)
+    assert len(calls) == 2
+    assert [p.quantity for p in decisions.pushes()] == [5]
