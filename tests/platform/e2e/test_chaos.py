@@ -19,4 +19,5 @@ def test_a_short_chaos_run_loses_nothing_doubles_nothing_and_needs_no_operator(s
                             timeout=1800)
     print(result.stdout[-6000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert '"processes_killed": 10' in result.stdout  # every one of benchmarks/chaos.py PROCESSES
     assert '"lost": 0' in result.stdout and '"doubled": 0' in result.stdout and '"manual_actions": 0' in result.stdout
