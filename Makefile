@@ -5,6 +5,7 @@
 #   make bench [N=2000]                the stack, then benchmarks.orders
 #   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
 #   make chaos [CHAOS_ARGS=...]        the stack, then a chaos run (benchmarks.chaos; docs/reliability.md)
+#   make test-compose                  docker compose for real: images built offline, stack up, tests/compose (docs/docker.md)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -23,7 +24,7 @@ PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
 
-.PHONY: help venv up down test unit bench bench-inventory chaos logs status addresses clean
+.PHONY: help venv up down test unit bench bench-inventory chaos logs status addresses clean test-compose
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -85,6 +86,13 @@ bench-inventory: up
 
 chaos: up
 	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
+
+# The stack as Docker users run it (docs/docker.md), independent of `make up`: a Docker engine
+# (started, and stopped again, if none runs), the images built with no registry, `docker compose
+# up --wait`, tests/compose against the published ports, `docker compose down -v`. Exit code:
+# pytest's; also in $(STATE_DIR)/compose/exitcode. Timings and versions: $(STATE_DIR)/compose/summary.txt.
+test-compose: venv
+	deploy/compose/test.sh
 
 # Follows every log of the stack; FOLLOW=0 prints the last lines and returns.
 logs:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,10 +35,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, kind))
 
 
-def _docker_available() -> bool:
+# Images the testcontainers fixtures run. Nothing is ever pulled: these machines reach no image
+# registry, so a container is used only when its image is already in the engine (built or loaded).
+POSTGRES_IMAGE = "postgres:16"
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+
+
+def _docker(*args: str) -> bool:
+    """`docker <args>` succeeds; False when there is no CLI, it fails or it hangs."""
     if not shutil.which("docker"):
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    try:
+        return subprocess.run(["docker", *args], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _docker_available() -> bool:
+    """A Docker engine answers (the CLI's `docker info`, DOCKER_HOST included)."""
+    return _docker("info")
+
+
+def _use_container(image: str, fallback: str) -> bool:
+    """Whether a fixture runs `image` with testcontainers: only when a Docker engine answers and
+    the image is present locally. When the engine answers but the image is absent (no registry to
+    pull it from), the tests use the local service instead and a warning says so, instead of every
+    test erroring on the pull. Ryuk (testcontainers' reaper) is turned off when its image is absent
+    too; the fixtures stop their containers themselves."""
+    if not _docker_available():
+        return False
+    if not _docker("image", "inspect", image):
+        warnings.warn(
+            f"a Docker engine answers but the image {image} is not present locally and is not pulled "
+            f"(no registry is reachable); using the local service at {fallback} (`make up`) instead",
+            stacklevel=2,
+        )
+        return False
+    from testcontainers.core.config import testcontainers_config
+
+    if not testcontainers_config.ryuk_disabled and not _docker("image", "inspect", testcontainers_config.ryuk_image):
+        testcontainers_config.ryuk_disabled = True
+    return True
 
 
 STACK_ENV = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.env"
@@ -52,11 +90,11 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def database_url(settings: Settings):
-    """A real PostgreSQL: a throwaway container with Docker, else the local server."""
-    if _docker_available():
+    """A real PostgreSQL: a throwaway container when Docker has the image, else the local server."""
+    if _use_container(POSTGRES_IMAGE, f"PostgreSQL {settings.database_url.rpartition('@')[2]}"):
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16", driver=None) as pg:
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as pg:
             yield pg.get_connection_url()
         return
     yield settings.database_url
@@ -64,11 +102,11 @@ def database_url(settings: Settings):
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(settings: Settings):
-    """A real Kafka broker: a container with Docker, else the local KRaft broker."""
-    if _docker_available():
+    """A real Kafka broker: a container when Docker has the image, else the local KRaft broker."""
+    if _use_container(KAFKA_IMAGE, f"Kafka {settings.kafka_bootstrap}"):
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer().with_kraft() as kafka:
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
     yield settings.kafka_bootstrap

@@ -499,3 +499,65 @@ def test_the_ops_token_reaches_the_ops_api_container(monkeypatch: pytest.MonkeyP
     # and its health check does not need the token
     check = " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
     assert "/health" in check
+
+
+# ---------------------------------------------------------------- offline override, host ports
+
+
+OFFLINE = yaml.safe_load((ROOT / "deploy/compose/offline.yml").read_text())
+
+
+def test_the_offline_override_changes_only_where_images_come_from():
+    """deploy/compose/offline.yml (`make test-compose`) swaps images and build sections, and leaves
+    Grafana out behind a profile: how the stack runs stays docker-compose.yml's alone."""
+    assert set(OFFLINE["services"]) <= set(SERVICES)
+    assert set(OFFLINE["services"]) == set(SERVICES), "every service is rebuilt offline or profiled out"
+    for name, service in OFFLINE["services"].items():
+        allowed = {"profiles"} if name == "grafana" else {"image", "build"}
+        assert set(service) <= allowed, f"offline.yml changes {sorted(set(service) - allowed)} of {name}"
+    assert OFFLINE["services"]["grafana"]["profiles"]
+    # the public images stay docker-compose.yml's, for users
+    assert {SERVICES[s]["image"].split(":")[0] for s in ("kafka", "postgres", "prometheus")} == {
+        "apache/kafka", "postgres", "prom/prometheus"}
+
+
+@pytest.mark.parametrize("service", sorted(OFFLINE["services"]))
+def test_offline_builds_exist_and_take_the_base_image(service: str):
+    build = OFFLINE["services"][service].get("build")
+    if build is None:
+        return
+    dockerfile = ROOT / build["context"] / build["dockerfile"]
+    assert dockerfile.is_file(), f"{service}: {dockerfile} does not exist"
+    assert build.get("network") == "host", f"{service}: package installs need the host network"
+    assert re.search(r"^ARG BASE_IMAGE=", dockerfile.read_text(), re.M), f"{dockerfile} takes no BASE_IMAGE"
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}", dockerfile.read_text(), re.M)
+    assert build["args"]["BASE_IMAGE"].startswith("shopify-prima-")
+
+
+def test_the_app_image_builds_on_the_public_python_image_by_default():
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", DOCKERFILE, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", DOCKERFILE, re.M)
+
+
+@pytest.mark.parametrize("service", sorted(name for name, svc in SERVICES.items() if svc.get("ports")))
+def test_ports_are_published_on_loopback_on_a_configurable_host_port(service: str):
+    """Published on 127.0.0.1 only, the host port from a *_HOST_PORT variable (default: the port
+    `make up` uses), so that `make test-compose` runs beside a running local stack."""
+    for port in SERVICES[service]["ports"]:
+        match = re.fullmatch(r"127\.0\.0\.1:\$\{(?P<var>[A-Z_]+_HOST_PORT):-(?P<default>\d+)\}:(?P<target>\d+)", port)
+        assert match, f"{service}: {port!r} is not 127.0.0.1:${{X_HOST_PORT:-default}}:target"
+        # not SHOPIFY_PRIMA_*: services/platform/settings.py refuses unknown ones in its environment
+        assert not match["var"].startswith("SHOPIFY_PRIMA_"), match["var"]
+    kafka = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "EXTERNAL://127.0.0.1:${KAFKA_HOST_PORT:-19092}" in kafka, "Kafka must advertise the published port"
+
+
+def test_the_alert_rules_have_unit_tests_for_what_must_page():
+    tests = yaml.safe_load((ROOT / "deploy/prometheus/tests/alerts_test.yml").read_text())
+    assert tests["rule_files"] == ["../alerts.yml"]
+    tested = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", [])}
+    assert tested <= set(ALERT_RULES)
+    # unmapped SKU exceptions, parked commands, consumer lag, Prima or Shopify down, pushes failing
+    assert {"ShopifyPrimaExceptionsOpen", "ShopifyPrimaCommandsParked", "ShopifyPrimaConsumerStalled",
+            "ShopifyPrimaPrimaDown", "ShopifyPrimaShopifyDown", "ShopifyPrimaServiceDown",
+            "ShopifyPrimaInventoryPushesFailing"} <= tested
