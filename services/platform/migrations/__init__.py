@@ -29,6 +29,13 @@ def upgrade(database_url: str) -> None:
     command.upgrade(config(database_url), "head")
 
 
+def head() -> str:
+    """The newest revision in versions/."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(config("postgresql://unused")).get_current_head()
+
+
 def current(database_url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
