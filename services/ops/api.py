@@ -221,11 +221,20 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
 
     @app.get("/parked-commands", dependencies=auth)
     async def list_parked(request: Request, gateway: str | None = Query(None, pattern="^(prima|shopify)$"),
+                          status: str = Query("open", pattern="^(open|all)$"),
                           limit: int = Query(100, ge=1, le=1000)):
+        """Parked commands; `open` (the default): not yet resolved. Each says where it stands:
+        `redriving` (its gateway sends it again once the target answers; next_attempt_at),
+        `given_up` (past the horizon: a person must look), or `resolved`."""
         rows = await request.app.state.pool.fetch(
-            "SELECT command_id, gateway, subject, message_type, reason, attempts, parked_at, retried_at "
-            "FROM gateway.parked_commands WHERE ($1::text IS NULL OR gateway = $1) ORDER BY parked_at DESC LIMIT $2",
-            gateway, limit)
+            """SELECT command_id, gateway, subject, message_type, reason, attempts, parked_at, retried_at,
+                      redrives, next_attempt_at, given_up_at, resolved_at,
+                      CASE WHEN resolved_at IS NOT NULL THEN 'resolved'
+                           WHEN given_up_at IS NOT NULL THEN 'given_up' ELSE 'redriving' END AS status
+               FROM gateway.parked_commands
+               WHERE ($1::text IS NULL OR gateway = $1) AND ($2 = 'all' OR resolved_at IS NULL)
+               ORDER BY parked_at DESC LIMIT $3""",
+            gateway, status, limit)
         return {"parked_commands": [_row(r) for r in rows]}
 
     @app.post("/parked-commands/{command_id}/retry", status_code=202, dependencies=auth)

@@ -423,17 +423,22 @@ def dead_letters_redrive(dead_letter_id: str, by: str = typer.Option(USER, help=
 
 @parked_app.command("list")
 def parked_list(gateway: str | None = typer.Option(None, help="prima or shopify"),
+                all_: bool = typer.Option(False, "--all", help="resolved ones too"),
                 limit: int = typer.Option(50, min=1, max=1000)) -> None:
-    """Commands a gateway gave up on after its retries."""
-    params: dict[str, Any] = {"limit": limit}
+    """Commands a gateway parked after its retries: re-driven by the gateway once the target
+    answers, until the horizon (then `given_up`: a person must look)."""
+    params: dict[str, Any] = {"limit": limit, "status": "all" if all_ else "open"}
     if gateway:
         params["gateway"] = gateway
     rows = _get("/parked-commands", **params)["parked_commands"]
     console.print(f"parked commands: {len(rows)}")
     for p in rows:
         retried = f", retried {_when(p['retried_at'])}" if p["retried_at"] else ""
-        console.print(f"  {p['command_id']} {p['gateway']} {p['message_type']} for {p['subject']} "
-                      f"({p['attempts']} attempts, parked {_when(p['parked_at'])}{retried}): {p['reason']}")
+        upcoming = f", next re-drive {_when(p['next_attempt_at'])}" if p["status"] == "redriving" and p[
+            "next_attempt_at"] else ""
+        console.print(f"  {p['command_id']} {p['gateway']} {p['message_type']} for {p['subject']} [{p['status']}] "
+                      f"({p['attempts']} attempts, {p['redrives']} re-drives, parked {_when(p['parked_at'])}"
+                      f"{retried}{upcoming}): {p['reason']}")
 
 
 @parked_app.command("retry")

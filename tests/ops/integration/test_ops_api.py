@@ -160,6 +160,7 @@ def test_dead_letters_and_parked_commands_are_listed(api, seeded):
     assert (UUID(parked["command_id"]), parked["subject"], parked["message_type"], parked["attempts"]) == (
         PARKED_COMMAND_ID, "OPS-MUG", "SetInventoryLevel", 5)
     assert "command" not in parked
+    assert (parked["status"], parked["redrives"], parked["resolved_at"]) == ("redriving", 0, None)
     assert api.get("/parked-commands", params={"gateway": "prima"}).json()["parked_commands"] == []
 
 
