@@ -437,7 +437,8 @@ async def stock_pages(client: httpx.AsyncClient, after: str | None = None, limit
 
 
 async def put_stock(client: httpx.AsyncClient, *rows: dict) -> dict:
-    r = await client.put("/_sandbox/stock", json={"stock": list(rows)})
+    # no time limit in effect: how long 100,000 rows take is printed, never asserted
+    r = await client.put("/_sandbox/stock", json={"stock": list(rows)}, timeout=300)
     assert r.status_code == 200, r.text
     return r.json()
 
