@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.persistence import JSONTranscoder
@@ -112,6 +112,8 @@ class _InventoryWork(UnitOfWork):
 
 class InventoryApplication(BatchApplication):
     name = "inventory"
+    # a snapshot every 100 events (the default of Settings.inventory_snapshot_interval, which overrides it)
+    snapshotting_intervals: ClassVar[dict[type, int]] = {StockItem: 100, CatalogItem: 100}
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -55,6 +55,15 @@ CATALOG_NAMESPACE = uuid5(NAMESPACE_URL, "https://shopify-prima/catalog-items")
 SETTLED_REMEMBERED = 200  # references of allocated orders a StockItem remembers (a late or repeated request)
 
 
+def next_issued_at(last: datetime | None, now: datetime) -> datetime:
+    """When a command is issued: `now`, unless that is not after the aggregate's last command
+    (two decisions in one batch share `now`; the wall clock may step back, NTP or a host moved):
+    then one microsecond after the last. The gateway keeps the newest command per level or
+    product by issued_at, so an aggregate's commands must be strictly increasing whatever the
+    clock does, or a newer decision would lose to an older one."""
+    return now if last is None or now > last else last + timedelta(microseconds=1)
+
+
 def stock_reference(warehouse: str, sku: str, change_id: int) -> str:
     """referenceDocumentUri for a level that comes from one Prima stock record."""
     return f"prima://stock/{warehouse}/{sku}?change={change_id}"
@@ -379,10 +388,6 @@ class StockItem(Aggregate):
             # pending one would otherwise still be written)
         elif desired == self.shopify_level:
             return False  # push only what changed
-        # issued_at orders this StockItem's decisions for the gateway: strictly increasing, even
-        # for two pushes decided in one batch (one `now`) or a wall clock that stepped back
-        issued_at = now if self.last_issued_at is None or now > self.last_issued_at \
-            else self.last_issued_at + timedelta(microseconds=1)
         command = InventoryPush(
             command_id=uuid5(self.id, f"set-inventory-level/{self.pushes + 1}"),
             sku=self.sku,
@@ -391,7 +396,7 @@ class StockItem(Aggregate):
             quantity=desired,
             change_from_quantity=self.shopify_level,
             reference_document_uri=self.prima_reference or f"prima://stock/{self.warehouse}/{self.sku}",
-            issued_at=issued_at,
+            issued_at=next_issued_at(self.last_issued_at, now),  # strictly increasing per StockItem
             origin=origin,
         )
         self._push_requested(command=command, desired=desired, shopify_level=self.shopify_level)
@@ -552,5 +557,6 @@ class CatalogItem(Aggregate):
     def _request_status(self, status: str, reason: str, now: datetime) -> None:
         self._status_requested(command=ProductStatusChange(
             command_id=uuid5(self.id, f"set-product-status/{self.status_commands + 1}"),
-            sku=self.sku, product_id=self.variant["product_id"], status=status, reason=reason, issued_at=now,
+            sku=self.sku, product_id=self.variant["product_id"], status=status, reason=reason,
+            issued_at=next_issued_at(self.status_command.issued_at if self.status_command else None, now),
         ))

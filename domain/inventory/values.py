@@ -211,7 +211,7 @@ class ProductStatusChange:
     product_id: str
     status: str  # ACTIVE or DRAFT
     reason: str
-    issued_at: datetime
+    issued_at: datetime  # strictly increasing per CatalogItem: the gateway keeps the newest per product
 
 
 @dataclass(frozen=True)
