@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, model_validator
 
-# Decimals travel as strings on every topic, so no consumer ever parses a float.
-Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+from contracts.validation import Amount, CurrencyCode, check_minor_units
+
+# Amount (contracts/validation.py): finite, at most two places, within numeric(18, 2); it travels
+# as a string on every topic, so no consumer ever parses a float.
+__all__ = ["CENT", "Amount", "Money", "to_cents"]
 
 CENT = Decimal("0.01")
 
@@ -22,7 +24,12 @@ class Money(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     amount: Amount
-    currency: str
+    currency: CurrencyCode
+
+    @model_validator(mode="after")
+    def _currency_minor_units(self) -> Money:
+        check_minor_units(self.amount, self.currency)
+        return self
 
     def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:

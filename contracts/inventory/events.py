@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.shopify.inventory import SetInventoryLevel, SetProductStatus
+from contracts.validation import Code
 
 
 class _Frozen(BaseModel):
@@ -26,8 +27,8 @@ class _Frozen(BaseModel):
 class _StockEvent(_Frozen):
     message_type: Literal["StockEvent"] = "StockEvent"
     event_id: UUID
-    sku: str
-    location_id: str | None  # None for CatalogItem events
+    sku: Code
+    location_id: Code | None  # None for CatalogItem events
     aggregate_id: UUID
     aggregate_version: int
     timestamp: datetime

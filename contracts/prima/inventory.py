@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.validation import Code, Id, Lines, PositiveQuantity, StockQuantity, Text
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -21,37 +23,37 @@ class PrimaStockLevel(_Frozen):
     """Prima's available-to-sell for one SKU in one warehouse, as of one stock change."""
 
     message_type: Literal["PrimaStockLevel"] = "PrimaStockLevel"
-    sku: str
-    warehouse: str
-    available: int  # may be negative in Prima (oversold); the buffer rule clamps at zero
-    change_id: int = Field(ge=1)  # Prima's stock-change sequence: increasing per record
+    sku: Code
+    warehouse: Code
+    available: StockQuantity  # may be negative in Prima (oversold); the buffer rule clamps at zero
+    change_id: Id  # Prima's stock-change sequence: increasing per record
     changed_at: datetime
     polled_at: datetime
     # The latest sales order whose allocation the record includes: its external reference (the
     # Shopify order id) and number. Prima numbers sales orders in commit order and allocates in
     # the same transaction, so the record includes every sales order up to that number.
-    allocated_for: str | None = None
-    allocated_sales_order: str | None = None
+    allocated_for: Code | None = None
+    allocated_sales_order: Code | None = None
 
 
 class BundleComponent(_Frozen):
-    sku: str
-    quantity: int = Field(gt=0)  # units of the component in one bundle
+    sku: Code
+    quantity: PositiveQuantity  # units of the component in one bundle
 
 
 class PrimaItemChanged(_Frozen):
     """One item of Prima's item master (a bundle lists its components)."""
 
     message_type: Literal["PrimaItemChanged"] = "PrimaItemChanged"
-    sku: str
-    item_id: str
-    description: str
+    sku: Code
+    item_id: Code
+    description: Text
     item_type: Literal["stock", "bundle", "service"]
     active: bool
-    components: tuple[BundleComponent, ...] = ()
+    components: Lines(BundleComponent) = ()
     updated_at: datetime
     polled_at: datetime
-    change_id: int | None = None  # Prima's item-change sequence: increasing in commit order
+    change_id: Id | None = None  # Prima's item-change sequence: increasing in commit order
 
 
 PrimaInventoryFact = Annotated[PrimaStockLevel | PrimaItemChanged, Field(discriminator="message_type")]

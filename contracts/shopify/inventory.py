@@ -20,6 +20,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.prima.inventory import sku_key
+from contracts.validation import Code, Count, Lines, Quantity, Reason, StockQuantity
 
 
 class _Frozen(BaseModel):
@@ -30,20 +31,20 @@ class _Frozen(BaseModel):
 
 
 class ShopifyLevel(_Frozen):
-    location_id: str  # gid://shopify/Location/...
-    available: int
+    location_id: Code  # gid://shopify/Location/...
+    available: StockQuantity
 
 
 class ShopifyVariantObserved(_Frozen):
     """A variant as Shopify showed it in a catalogue read (full comparison or SKU lookup)."""
 
     message_type: Literal["ShopifyVariantObserved"] = "ShopifyVariantObserved"
-    sku: str
-    variant_id: str
-    product_id: str
+    sku: Code
+    variant_id: Code
+    product_id: Code
     product_status: Literal["ACTIVE", "ARCHIVED", "DRAFT"]
-    inventory_item_id: str
-    levels: tuple[ShopifyLevel, ...]
+    inventory_item_id: Code
+    levels: Lines(ShopifyLevel)
     observed_at: datetime
     sync_run_id: UUID | None = None  # the full comparison that read it
 
@@ -66,12 +67,12 @@ class SetInventoryLevel(_Frozen):
 
     message_type: Literal["SetInventoryLevel"] = "SetInventoryLevel"
     command_id: UUID
-    sku: str
-    inventory_item_id: str
-    location_id: str
-    quantity: int = Field(ge=0)
-    change_from_quantity: int | None
-    reference_document_uri: str  # names the Prima stock record the level comes from
+    sku: Code
+    inventory_item_id: Code
+    location_id: Code
+    quantity: Quantity
+    change_from_quantity: StockQuantity | None
+    reference_document_uri: Code  # names the Prima stock record the level comes from
     issued_at: datetime
     # what made it: a Prima change (pushed after a short debounce), a full comparison's repair
     # (batched with the rest of the run), an operator's release, a peak window's buffer, an order
@@ -83,10 +84,10 @@ class SetInventoryLevel(_Frozen):
 class SetProductStatus(_Frozen):
     message_type: Literal["SetProductStatus"] = "SetProductStatus"
     command_id: UUID
-    sku: str
-    product_id: str
+    sku: Code
+    product_id: Code
     status: Literal["ACTIVE", "DRAFT"]
-    reason: str
+    reason: Reason
     issued_at: datetime
 
 
@@ -99,13 +100,13 @@ ShopifyCommand = Annotated[SetInventoryLevel | SetProductStatus, Field(discrimin
 class InventoryLevelConfirmed(_Frozen):
     message_type: Literal["InventoryLevelConfirmed"] = "InventoryLevelConfirmed"
     command_id: UUID
-    sku: str
-    inventory_item_id: str
-    location_id: str
-    quantity: int
-    previous_quantity: int | None  # the changeFromQuantity that Shopify accepted
-    stale_retries: int = 0  # compare-and-set retries after CHANGE_FROM_QUANTITY_STALE
-    adjustment_group_id: str | None = None
+    sku: Code
+    inventory_item_id: Code
+    location_id: Code
+    quantity: Quantity
+    previous_quantity: StockQuantity | None  # the changeFromQuantity that Shopify accepted
+    stale_retries: Count = 0  # compare-and-set retries after CHANGE_FROM_QUANTITY_STALE
+    adjustment_group_id: Code | None = None
     occurred_at: datetime
 
 
@@ -114,10 +115,10 @@ class InventoryLevelRejected(_Frozen):
 
     message_type: Literal["InventoryLevelRejected"] = "InventoryLevelRejected"
     command_id: UUID
-    sku: str
-    location_id: str
-    code: str
-    reason: str
+    sku: Code
+    location_id: Code
+    code: Reason
+    reason: Reason
     occurred_at: datetime
 
 
@@ -126,10 +127,10 @@ class InventoryLevelFailed(_Frozen):
 
     message_type: Literal["InventoryLevelFailed"] = "InventoryLevelFailed"
     command_id: UUID
-    sku: str
-    location_id: str
-    attempts: int
-    reason: str
+    sku: Code
+    location_id: Code
+    attempts: Count
+    reason: Reason
     occurred_at: datetime
 
 
@@ -140,30 +141,30 @@ class InventoryLevelStale(_Frozen):
 
     message_type: Literal["InventoryLevelStale"] = "InventoryLevelStale"
     command_id: UUID
-    sku: str
-    inventory_item_id: str
-    location_id: str
-    quantity: int  # what the command asked for
-    change_from_quantity: int | None  # what it compared against
-    available: int  # what Shopify has
+    sku: Code
+    inventory_item_id: Code
+    location_id: Code
+    quantity: Quantity  # what the command asked for
+    change_from_quantity: StockQuantity | None  # what it compared against
+    available: StockQuantity  # what Shopify has
     occurred_at: datetime
 
 
 class ProductStatusSet(_Frozen):
     message_type: Literal["ProductStatusSet"] = "ProductStatusSet"
     command_id: UUID
-    sku: str
-    product_id: str
-    status: str
+    sku: Code
+    product_id: Code
+    status: Code
     occurred_at: datetime
 
 
 class ProductStatusRejected(_Frozen):
     message_type: Literal["ProductStatusRejected"] = "ProductStatusRejected"
     command_id: UUID
-    sku: str
-    product_id: str
-    reason: str
+    sku: Code
+    product_id: Code
+    reason: Reason
     occurred_at: datetime
 
 

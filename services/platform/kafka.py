@@ -8,7 +8,10 @@ they exist `correlation_id` and `causation_id`.
 A consumer (`Consumer`) is one consumer group over its topics, handling messages in batches:
 - it decodes each record by its `message_type` into the model its topic declares
   (contracts/topics.py); a type the group does not handle is skipped (quietly: topics carry
-  several kinds of message); a record that does not decode is dead-lettered at once;
+  several kinds of message); a record that does not decode, or breaks a rule of
+  contracts/validation.py (a NUL, an id beyond int64, an amount beyond numeric(18, 2), a
+  duplicated JSON key, JSON nested too deep...), is dead-lettered at once: it never reaches a
+  handler, a projection or an aggregate;
 - it calls the handler with the batch and commits the offsets only after the handler returned
   (the work is durable): at least once, never lost;
 - a handler that fails because a dependency is down (PostgreSQL, Kafka, a pool timeout) is retried
@@ -46,6 +49,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.platform import DeadLetter, DeadLetterRedriven, RedriveDeadLetter
 from contracts.topics import DEAD_LETTERS, OPERATIONS, TOPICS, TopicSpec
+from contracts.validation import InvalidJSON, check_json
 from services.platform.metrics import DEAD_LETTERED, HANDLER_RETRIES, MESSAGES_SKIPPED
 from services.platform.runner import Outage, backoff
 from services.platform.settings import Settings
@@ -68,6 +72,7 @@ def make_broker(settings: Settings, service: str) -> KafkaBroker:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        max_request_size=settings.kafka_max_message_bytes,
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)],
         logger=None,
     )
@@ -235,6 +240,10 @@ def decode_record(record: Any, accepts: dict[str, Any]) -> BaseModel | None:
         if spec is not None and message_type in spec.message_types:
             return None  # a message of the topic that this group has no business with
         raise Undecodable(f"message_type {message_type!r} is not one {record.topic} carries")
+    try:  # contracts/validation.py: the JSON rules here, the models' field rules below
+        check_json(record.value)
+    except InvalidJSON as exc:
+        raise Undecodable(f"{message_type} does not validate: not JSON within the rules: {exc}") from exc
     try:
         return _adapter(model).validate_json(record.value)
     except ValidationError as exc:

@@ -17,6 +17,14 @@ that does not parse, a Kafka send error, the database) is logged and counted, le
 where it was, and the feed is polled again after a capped exponential backoff. A page is then
 published again whole: at least once, never skipped; consumers dedupe on `change_id`.
 
+A record that breaks the rules every fact meets (contracts/validation.py: a NUL in a SKU, a
+change_id beyond int64, a component quantity of zero...) or misses a field is not published as a
+fact: it becomes a dead letter of the group "prima-ingest" (the record as Prima sent it, with the
+error: an exception record, counted by shopify_prima_dead_lettered_total), published with the
+page, and the feed goes on behind it. Fix the record in Prima (its next change comes through as
+usual), or fix the rule and `shopify-prima dead-letters redrive <id>`: this process's
+"prima-ingest" consumer validates the record again and publishes its fact.
+
 The items feed's cursor is the greatest item `change_id` published. (It was the greatest
 (updated_at, item_id): updated_at is when Prima's writing transaction began, so an item
 committed after others with a later updated_at had been published was skipped for good. A
@@ -30,17 +38,19 @@ called through the one client (services/prima/client.py), Kafka through FastStre
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid5
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from contracts.prima.inventory import (
     BundleComponent,
@@ -48,8 +58,19 @@ from contracts.prima.inventory import (
     PrimaStockLevel,
     sku_key,
 )
-from contracts.topics import PRIMA_INVENTORY
-from services.platform.kafka import Outgoing, make_broker, publish_all
+from contracts.platform import DeadLetter
+from contracts.topics import DEAD_LETTERS, PRIMA_INVENTORY
+from services.platform.kafka import (
+    DEAD_LETTER_NAMESPACE,
+    Consumer,
+    Delivery,
+    Outgoing,
+    Record,
+    dead_letter,
+    error_text,
+    make_broker,
+    publish_all,
+)
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.prima.client import (
@@ -63,6 +84,7 @@ from services.prima.client import (
 log = logging.getLogger("shopify_prima.prima_poller")
 
 FEEDS = ("items", "stock")
+GROUP = "prima-ingest"  # the consumer group of its dead letters (refused records) and of their re-drives
 BACKOFF_CAP_SECONDS = 30.0  # a failing feed is polled again after interval * 2^failures, at most this
 
 FACTS_PUBLISHED = Counter(
@@ -113,6 +135,24 @@ class Page:
     facts: list[PrimaStockLevel | PrimaItemChanged]
     cursor: str | None  # to store once the facts are acknowledged; None: nothing to store
     has_more: bool
+    refused: list[DeadLetter] = field(default_factory=list)  # records that are no fact: dead letters
+
+
+def refused_record(path: str, model: type[BaseModel], record: Any, polled_at: datetime,
+                   error: BaseException) -> DeadLetter:
+    """The dead letter of a Prima record that does not make a `model` fact: the record as the fact
+    it should have been (so that a re-drive decodes it with the model), its id stable for the
+    record (polled again, it is the same letter)."""
+    message_type = model.model_fields["message_type"].default
+    candidate = {**record, "message_type": message_type, "polled_at": polled_at.isoformat()} \
+        if isinstance(record, dict) else record
+    value = json.dumps(candidate, default=str).encode()
+    sku = record.get("sku") if isinstance(record, dict) else None
+    letter = dead_letter(GROUP, Record(f"prima-api:{path}", -1, -1, str(sku).encode("utf-8", "replace") if sku
+                                       is not None else None, value, [("message_type", message_type.encode())]),
+                         "undecodable", f"a Prima record that is no {message_type}: {error_text(error)}", 0)
+    digest = hashlib.sha256(value).hexdigest()
+    return letter.model_copy(update={"dead_letter_id": uuid5(DEAD_LETTER_NAMESPACE, f"{GROUP}/{path}/{digest}")})
 
 
 Publish = Callable[[list[Outgoing]], Awaitable[Any]]
@@ -123,12 +163,14 @@ class PrimaIngest:
     `run` repeats it until stopped. Tests give their own `topic`, `cursor_prefix` and `publish`."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, client: PrimaClient, publish: Publish, *,
-                 topic: str = PRIMA_INVENTORY.name, cursor_prefix: str = "") -> None:
+                 topic: str = PRIMA_INVENTORY.name, cursor_prefix: str = "",
+                 dead_letter_topic: str = DEAD_LETTERS.name) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
         self.publish = publish
         self.topic = topic
+        self.dead_letter_topic = dead_letter_topic
         self.cursor_prefix = cursor_prefix
         self._pages: dict[str, Callable[[str | None], Awaitable[Page]]] = {
             "items": self._items_page, "stock": self._stock_page,
@@ -175,20 +217,25 @@ class PrimaIngest:
             params["after"] = cursor
         body = await self._get("/v1/stock", params)
         polled_at = datetime.now(UTC)
+        facts: list[PrimaStockLevel | PrimaItemChanged] = []
+        refused: list[DeadLetter] = []
         try:
-            facts = [PrimaStockLevel(sku=r["sku"], warehouse=r["warehouse"], available=r["available"],
-                                     change_id=r["change_id"], changed_at=r["changed_at"], polled_at=polled_at,
-                                     allocated_for=r.get("allocated_for"),
-                                     allocated_sales_order=r.get("allocated_sales_order"))
-                     for r in body["stock"]]
-            next_cursor, has_more = body["next_cursor"], bool(body["has_more"])
-            if not isinstance(next_cursor, str):
-                raise TypeError(f"next_cursor is {next_cursor!r}, not a string")
-        except (KeyError, TypeError, ValidationError) as exc:
+            records, next_cursor, has_more = body["stock"], body["next_cursor"], bool(body["has_more"])
+            if not isinstance(next_cursor, str) or not isinstance(records, list):
+                raise TypeError("next_cursor is not a string or stock is not a list")
+        except (KeyError, TypeError) as exc:
             raise PollFailed("bad_data", f"a stock page that does not parse: {type(exc).__name__}: {exc}") from exc
-        if has_more and not facts:
+        for r in records:
+            try:
+                facts.append(PrimaStockLevel(
+                    sku=r["sku"], warehouse=r["warehouse"], available=r["available"], change_id=r["change_id"],
+                    changed_at=r["changed_at"], polled_at=polled_at, allocated_for=r.get("allocated_for"),
+                    allocated_sales_order=r.get("allocated_sales_order")))
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValidationError is a ValueError
+                refused.append(refused_record("/v1/stock", PrimaStockLevel, r, polled_at, exc))
+        if has_more and not records:
             raise PollFailed("bad_data", "Prima said has_more but sent an empty stock page")
-        return Page(facts, next_cursor if next_cursor != cursor else None, has_more)
+        return Page(facts, next_cursor if next_cursor != cursor else None, has_more, refused)
 
     async def _items_page(self, cursor: str | None) -> Page:
         state = json.loads(cursor) if cursor else {}
@@ -200,32 +247,49 @@ class PrimaIngest:
         polled_at = datetime.now(UTC)
         try:
             rows, next_cursor = body["items"], body["next_cursor"]
-            facts = [
-                PrimaItemChanged(
+            if not isinstance(rows, list):
+                raise TypeError("items is not a list")
+        except (KeyError, TypeError) as exc:
+            raise PollFailed("bad_data", f"an item page that does not parse: {type(exc).__name__}: {exc}") from exc
+        facts: list[PrimaStockLevel | PrimaItemChanged] = []
+        refused: list[DeadLetter] = []
+        changes: list[int] = []  # the page's change_ids, a refused record's too where it has one
+        for r in rows:
+            try:
+                fact = PrimaItemChanged(
                     sku=r["sku"], item_id=r["item_id"], description=r["description"], item_type=r["item_type"],
                     active=r["active"], updated_at=r["updated_at"], polled_at=polled_at, change_id=r["change_id"],
                     components=tuple(BundleComponent(sku=c["sku"], quantity=c["quantity"])
                                      for c in r.get("components") or ()),
                 )
-                for r in rows
-            ]
-            changes = [int(r["change_id"]) for r in rows]
-        except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
-            raise PollFailed("bad_data", f"an item page that does not parse: {type(exc).__name__}: {exc}") from exc
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValidationError is a ValueError
+                refused.append(refused_record("/v1/items", PrimaItemChanged, r, polled_at, exc))
+                change = r.get("change_id") if isinstance(r, dict) else None
+                if type(change) is int and 0 < change <= 2**63 - 1:
+                    changes.append(change)
+            else:
+                facts.append(fact)
+                changes.append(fact.change_id or 0)
+        if rows and not changes:
+            raise PollFailed("bad_data", "none of Prima's item records on the page has a change_id: the cursor "
+                                         "cannot move past them")
         if changes != sorted(changes) or (after is not None and changes and changes[0] <= int(after)):
             raise PollFailed("bad_data", "Prima's item page is not in change_id order after the cursor")
-        if next_cursor and not facts:
+        if next_cursor and not rows:
             raise PollFailed("bad_data", "Prima said there are more items but sent an empty page")
         new_state = {"after": str(changes[-1])} if changes else None
-        return Page(facts, json.dumps(new_state) if new_state else None, bool(next_cursor))
+        return Page(facts, json.dumps(new_state) if new_state else None, bool(next_cursor), refused)
 
     # ------------------------------------------------------------------ Kafka
-    async def _publish(self, facts: list[BaseModel]) -> None:
-        """Send every fact, then wait for every acknowledgement; raise if any failed."""
-        if not facts:
+    async def _publish(self, facts: list[BaseModel], refused: Iterable[DeadLetter] = ()) -> None:
+        """Send every fact (and the dead letter of every refused record), then wait for every
+        acknowledgement; raise if any failed."""
+        out = [Outgoing(self.topic, sku_key(fact.sku), fact) for fact in facts]  # type: ignore[attr-defined]
+        out += [Outgoing(self.dead_letter_topic, str(letter.dead_letter_id).encode(), letter) for letter in refused]
+        if not out:
             return
         try:
-            await self.publish([Outgoing(self.topic, sku_key(fact.sku), fact) for fact in facts])  # type: ignore[attr-defined]
+            await self.publish(out)
         except Exception as exc:
             raise PollFailed("kafka_error", f"sending to {self.topic}: {type(exc).__name__}: {exc}") from exc
 
@@ -243,7 +307,7 @@ class PrimaIngest:
             while True:
                 started = time.perf_counter()
                 page = await self._pages[feed](cursor)
-                await self._publish(page.facts)
+                await self._publish(page.facts, page.refused)
                 if page.cursor is not None:
                     await self._store_cursor(feed, page.cursor)
                     cursor = page.cursor
@@ -290,9 +354,20 @@ class PrimaIngest:
                 await worker.sleep(max(0.0, min(due.values()) - time.monotonic()))
 
 
+def redrives(broker: Any, settings: Settings, *, topic: str = PRIMA_INVENTORY.name, **consumer: Any) -> Consumer:
+    """The consumer group "prima-ingest": a re-driven dead letter of a refused record is decoded
+    with its fact's model again (contracts/validation.py) and, if it now is a fact, published."""
+    async def publish(deliveries: list[Delivery[Any]]) -> None:
+        await publish_all(broker, [Outgoing(topic, sku_key(d.message.sku), d.message) for d in deliveries])
+
+    return Consumer(broker, settings, group=GROUP, topics=[], accepts=(PrimaStockLevel, PrimaItemChanged),
+                    handler=publish, **consumer)
+
+
 async def main(worker: Worker) -> None:
     settings = worker.settings
     broker = make_broker(settings, "prima-poller")
+    redrives(broker, settings)
     async with worker.database(max_size=2) as pool, PrimaClient(settings) as client, worker.broker(broker):
         await PrimaIngest(settings, pool, client, lambda out: publish_all(broker, out)).run(worker)
 
