@@ -13,8 +13,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.prima.sales_orders import CreateSalesOrder
+from contracts.prima.credit_memos import CreateCreditMemo
+from contracts.prima.sales_orders import AmendSalesOrder, CancelSalesOrder, CreateSalesOrder, SalesOrderDraft
 from contracts.shopify.orders import ShopifyOrder
+from contracts.shopify.refunds import ShopifyRefund
+from contracts.validation import Code, Id
 
 
 class _Event(BaseModel):
@@ -22,7 +25,7 @@ class _Event(BaseModel):
 
     message_type: Literal["OrderEvent"] = "OrderEvent"
     event_id: UUID
-    shopify_order_id: int
+    shopify_order_id: Id
     aggregate_id: UUID
     aggregate_version: int
     timestamp: datetime
@@ -31,8 +34,8 @@ class _Event(BaseModel):
 
 class OrderReceived(_Event):
     event_type: Literal["OrderReceived"] = "OrderReceived"
-    order_name: str
-    webhook_id: str
+    order_name: Code
+    webhook_id: Code
     webhook_topic: str
     received_at: datetime
     order: ShopifyOrder
@@ -53,7 +56,8 @@ class OrderAwaitingPayment(_Event):
 
 class OrderQuarantined(_Event):
     event_type: Literal["OrderQuarantined"] = "OrderQuarantined"
-    reason: Literal["unmapped_sku", "totals_mismatch"]
+    reason: Literal["unmapped_sku", "unmapped_line", "totals_mismatch", "amount_precision", "line_figures",
+                    "order_without_lines"]
     detail: str
     unmapped_skus: list[str]
 
@@ -94,8 +98,186 @@ class OrderReleased(_Event):
     previous_state: str
 
 
+# -- the order lifecycle (issue 9): edits, cancellations, the cut-off, refunds to credit memos
+
+
+class OrderOpenedByRefund(_Event):
+    """A refund arrived before any delivery of its order: kept until the order comes."""
+
+    event_type: Literal["OrderOpenedByRefund"] = "OrderOpenedByRefund"
+    received_at: datetime
+
+
+class OrderEditNoticed(_Event):
+    """Shopify's orders/edited: the lines and units an edit added or removed (the order as it
+    stands follows in orders/updated)."""
+
+    event_type: Literal["OrderEditNoticed"] = "OrderEditNoticed"
+    webhook_id: Code
+    received_at: datetime
+    edit_id: Id
+    edited_at: datetime | None
+    added: list[str]
+    removed: list[str]
+
+
+class RefundReceived(_Event):
+    """A Shopify refund (from refunds/create, or listed in an order body); webhook_id is empty
+    for one found in an order body."""
+
+    event_type: Literal["RefundReceived"] = "RefundReceived"
+    webhook_id: str
+    webhook_topic: str
+    received_at: datetime
+    refund: ShopifyRefund
+
+
+class OrderCancelledBeforePrima(_Event):
+    event_type: Literal["OrderCancelledBeforePrima"] = "OrderCancelledBeforePrima"
+    reason: str | None
+    cancelled_at: datetime | None
+
+
+class SalesOrderAmendmentRequested(_Event):
+    event_type: Literal["SalesOrderAmendmentRequested"] = "SalesOrderAmendmentRequested"
+    command: AmendSalesOrder
+
+
+class SalesOrderAmended(_Event):
+    event_type: Literal["SalesOrderAmended"] = "SalesOrderAmended"
+    command_id: UUID
+    sales_order_number: Code
+    status: Code
+    occurred_at: datetime
+
+
+class SalesOrderCancellationRequested(_Event):
+    event_type: Literal["SalesOrderCancellationRequested"] = "SalesOrderCancellationRequested"
+    command: CancelSalesOrder
+
+
+class SalesOrderCancelled(_Event):
+    event_type: Literal["SalesOrderCancelled"] = "SalesOrderCancelled"
+    command_id: UUID
+    sales_order_number: Code
+    status: Code
+    occurred_at: datetime
+
+
+class SalesOrderChangeRefused(_Event):
+    """Prima refused an amendment or cancellation: its status was past the cut-off."""
+
+    event_type: Literal["SalesOrderChangeRefused"] = "SalesOrderChangeRefused"
+    command_id: UUID
+    change: Literal["amend", "cancel"]
+    status: Code
+    reason: str
+
+
+class SalesOrderChangeRejected(_Event):
+    event_type: Literal["SalesOrderChangeRejected"] = "SalesOrderChangeRejected"
+    command_id: UUID
+    change: Literal["amend", "cancel"]
+    status_code: int
+    code: str
+    reason: str
+
+
+class SalesOrderChangeParked(_Event):
+    event_type: Literal["SalesOrderChangeParked"] = "SalesOrderChangeParked"
+    command_id: UUID
+    change: Literal["amend", "cancel"]
+    attempts: int
+    reason: str
+
+
+class ChangeHeldAtCutoff(_Event):
+    """Shopify changed or cancelled the order after the warehouse cut-off: the difference
+    (Shopify now vs Prima) for a person to act on."""
+
+    event_type: Literal["ChangeHeldAtCutoff"] = "ChangeHeldAtCutoff"
+    change: Literal["amend", "cancel"]
+    differences: list[str]
+    prima_status: str | None
+    reason: str
+    shopify_now: str
+    prima_has: str
+    deadline: datetime | None
+
+
+class ChangeNoLongerNeeded(_Event):
+    event_type: Literal["ChangeNoLongerNeeded"] = "ChangeNoLongerNeeded"
+    reason: str
+
+
+class SalesOrderUnchanged(_Event):
+    """An update of the order changed nothing the sales order carries."""
+
+    event_type: Literal["SalesOrderUnchanged"] = "SalesOrderUnchanged"
+    reason: str
+
+
+class ChangeResolvedByHand(_Event):
+    event_type: Literal["ChangeResolvedByHand"] = "ChangeResolvedByHand"
+    resolved_by: str
+    note: str
+    change: Literal["amend", "cancel"]
+    sales_order: SalesOrderDraft | None
+
+
+class CreditMemoRequested(_Event):
+    event_type: Literal["CreditMemoRequested"] = "CreditMemoRequested"
+    command: CreateCreditMemo
+
+
+class CreditMemoCreated(_Event):
+    event_type: Literal["CreditMemoCreated"] = "CreditMemoCreated"
+    command_id: UUID
+    refund_id: Id
+    credit_memo_number: Code
+    total: str
+    occurred_at: datetime
+
+
+class CreditMemoHeld(_Event):
+    """The refund's credit memo does not add up, or a line maps nowhere: not sent."""
+
+    event_type: Literal["CreditMemoHeld"] = "CreditMemoHeld"
+    refund_id: Id
+    kind: Literal["credit_memo_mismatch", "credit_memo_unmapped"]
+    detail: str
+
+
+class CreditMemoRejected(_Event):
+    event_type: Literal["CreditMemoRejected"] = "CreditMemoRejected"
+    command_id: UUID
+    refund_id: Id
+    status_code: int
+    code: str
+    reason: str
+
+
+class CreditMemoParked(_Event):
+    event_type: Literal["CreditMemoParked"] = "CreditMemoParked"
+    command_id: UUID
+    refund_id: Id
+    attempts: int
+    reason: str
+
+
+class CreditMemoNotNeeded(_Event):
+    event_type: Literal["CreditMemoNotNeeded"] = "CreditMemoNotNeeded"
+    refund_id: Id
+    reason: str
+
+
 OrderEvent = Annotated[
     OrderReceived | OrderUpdated | OrderAwaitingPayment | OrderQuarantined | SalesOrderRequested
-    | SalesOrderCreated | SalesOrderRejected | SalesOrderParked | OrderReleased,
+    | SalesOrderCreated | SalesOrderRejected | SalesOrderParked | OrderReleased
+    | OrderOpenedByRefund | OrderEditNoticed | RefundReceived | OrderCancelledBeforePrima
+    | SalesOrderAmendmentRequested | SalesOrderAmended | SalesOrderCancellationRequested | SalesOrderCancelled
+    | SalesOrderChangeRefused | SalesOrderChangeRejected | SalesOrderChangeParked | ChangeHeldAtCutoff
+    | ChangeNoLongerNeeded | SalesOrderUnchanged | ChangeResolvedByHand | CreditMemoRequested | CreditMemoCreated
+    | CreditMemoHeld | CreditMemoRejected | CreditMemoParked | CreditMemoNotNeeded,
     Field(discriminator="event_type"),
 ]

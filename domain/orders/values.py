@@ -24,16 +24,31 @@ class TaxLine:
     amount: Money
 
 
+class LineKind:
+    """What a Shopify line is (domain/orders/lines.py maps each kind)."""
+
+    PRODUCT = "product"  # a product variant: its SKU is a Prima item
+    TIP = "tip"  # a tip to the merchant (REST tip_payment_gateway, GraphQL TipSale)
+    GIFT_CARD = "gift_card"  # a gift card sold: a liability, not revenue
+    CUSTOM = "custom"  # a custom line: no product, no variant (often no SKU)
+    ALL = ("product", "tip", "gift_card", "custom")
+
+
 @dataclass(frozen=True)
 class OrderLine:
     line_id: int
     sku: str | None
     title: str
     variant_id: int | None
-    quantity: int
+    quantity: int  # as ordered: an edit keeps a removed line with its original quantity
     unit_price: Money
     discount: Money  # the sum of the line's discount allocations
     tax_lines: tuple[TaxLine, ...] = ()
+    # what is left after edits and refunds (Shopify's current_quantity); None: not stated (= quantity)
+    current_quantity: int | None = None
+    kind: str = LineKind.PRODUCT
+    # the line's total after discounts as Shopify states it, where it does (price x quantity - discount)
+    discounted_total: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,75 @@ class PaymentTransaction:
     kind: str  # authorization, capture, sale, void, refund
     status: str  # success, pending, failure, error
     amount: Money | None = None
+    gateway: str | None = None  # "gift_card": a gift card used to pay (a tender, not a discount)
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the order is shipped (the sales order's delivery address)."""
+
+    name: str | None = None
+    company: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    province_code: str | None = None
+    zip: str | None = None
+    country_code: str | None = None
+    phone: str | None = None
+
+
+# ---------------------------------------------------------------------- a refund, as Shopify states it
+
+
+class RestockType:
+    NO_RESTOCK = "no_restock"
+    CANCEL = "cancel"  # unfulfilled units restocked
+    RETURN = "return"  # fulfilled units returned
+    LEGACY_RESTOCK = "legacy_restock"
+    ALL = ("no_restock", "cancel", "return", "legacy_restock")
+    RESTOCKED = ("cancel", "return", "legacy_restock")
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    refund_line_id: int | None
+    line_id: int  # the order line refunded
+    quantity: int
+    subtotal: Money  # as Shopify states it (after discounts; tax inside when the order's taxes are included)
+    tax: Money
+    restock_type: str
+
+
+@dataclass(frozen=True)
+class RefundShipping:
+    shipping_line_id: int | None
+    amount: Money
+    tax: Money
+
+
+@dataclass(frozen=True)
+class OrderAdjustment:
+    """Shopify's order adjustment of a refund, signed as Shopify states it (a shipping refund is
+    negative: it lowers the order); kind "shipping_refund" or "refund_discrepancy"."""
+
+    adjustment_id: int | None
+    kind: str
+    reason: str | None
+    amount: Money
+    tax: Money
+
+
+@dataclass(frozen=True)
+class Refund:
+    refund_id: int
+    shopify_order_id: int
+    created_at: datetime
+    note: str | None
+    lines: tuple[RefundLine, ...] = ()
+    shipping: tuple[RefundShipping, ...] = ()
+    adjustments: tuple[OrderAdjustment, ...] = ()
+    transactions: tuple[PaymentTransaction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +162,13 @@ class OrderSnapshot:
     lines: tuple[OrderLine, ...]
     shipping_lines: tuple[ShippingLine, ...] = ()
     transactions: tuple[PaymentTransaction, ...] = ()
+    # the order as it stands after edits and refunds (REST current_*; None: not stated)
+    current_subtotal_price: Money | None = None
+    current_total_tax: Money | None = None
+    current_total_price: Money | None = None
+    shipping_address: Address | None = None
+    cancel_reason: str | None = None
+    refunds: tuple[Refund, ...] = ()  # the refunds the order body lists
 
 
 # --------------------------------------------------------------------- the facts the order takes
@@ -121,7 +212,79 @@ class SalesOrderParkedByGateway:
     occurred_at: datetime
 
 
-PrimaOutcome = SalesOrderCreatedByPrima | SalesOrderRejectedByPrima | SalesOrderParkedByGateway
+@dataclass(frozen=True)
+class SalesOrderAmendedByPrima:
+    command_id: UUID
+    shopify_order_id: int
+    sales_order_number: str
+    status: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class SalesOrderCancelledByPrima:
+    command_id: UUID
+    shopify_order_id: int
+    sales_order_number: str
+    status: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class SalesOrderChangeRefusedByPrima:
+    """Prima refused an amendment or cancellation because the sales order's status is past what
+    the command allowed (the warehouse has it): the cut-off, as Prima saw it."""
+
+    command_id: UUID
+    shopify_order_id: int
+    sales_order_number: str
+    status: str
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class CreditMemoCreatedByPrima:
+    command_id: UUID
+    shopify_order_id: int
+    refund_id: int
+    credit_memo_number: str
+    total: Decimal
+    occurred_at: datetime
+
+
+PrimaOutcome = (SalesOrderCreatedByPrima | SalesOrderRejectedByPrima | SalesOrderParkedByGateway
+                | SalesOrderAmendedByPrima | SalesOrderCancelledByPrima | SalesOrderChangeRefusedByPrima
+                | CreditMemoCreatedByPrima)
+
+
+@dataclass(frozen=True)
+class RefundDelivery:
+    """One accepted refunds/create delivery."""
+
+    webhook_id: str
+    topic: str
+    received_at: datetime
+    refund: Refund
+
+    @property
+    def shopify_order_id(self) -> int:
+        return self.refund.shopify_order_id
+
+
+@dataclass(frozen=True)
+class OrderEditNoticed:
+    """An orders/edited delivery: what an edit changed, line by line (Shopify's order_edit body
+    names the lines and the units added or removed; the order as it stands follows in
+    orders/updated). Kept in the order's timeline; the decision waits for the order itself."""
+
+    webhook_id: str
+    received_at: datetime
+    shopify_order_id: int
+    edit_id: int
+    edited_at: datetime | None
+    added: tuple[tuple[int, int], ...] = ()  # (line id, units)
+    removed: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +299,19 @@ class ReleaseRequested:
     only_if_mapped: bool = False
 
 
-OrderFact = OrderDelivery | PrimaOutcome | ReleaseRequested
+@dataclass(frozen=True)
+class ChangeResolutionRequested:
+    """An operator says a change held at the cut-off was dealt with by hand in Prima: the
+    integration takes the order as it stands now as what Prima holds."""
+
+    shopify_order_id: int
+    resolved_by: str
+    note: str
+    requested_at: datetime
+
+
+OrderFact = (OrderDelivery | RefundDelivery | OrderEditNoticed | PrimaOutcome | ReleaseRequested
+             | ChangeResolutionRequested)
 
 
 def shopify_order_id_of(fact: OrderFact) -> int:
@@ -146,17 +321,25 @@ def shopify_order_id_of(fact: OrderFact) -> int:
 # ------------------------------------------------------------------------ what Prima is asked for
 
 
+class SalesOrderLineKind:
+    ITEM = "item"  # a Prima item (stock, kit or non-stock item)
+    ACCOUNT = "account"  # no item: posted to a ledger account (a gift card sold, say)
+
+
 @dataclass(frozen=True)
 class SalesOrderLine:
     line_number: int
-    item_id: str
-    sku: str
+    item_id: str | None  # None on an account line
+    sku: str | None
     description: str
     quantity: int
     unit_price: Decimal
     discount_amount: Decimal
     tax_amount: Decimal
     net_amount: Decimal  # quantity x unit_price - discount_amount (tax-inclusive if the order is)
+    kind: str = SalesOrderLineKind.ITEM
+    account: str | None = None
+    line_id: int | None = None  # the Shopify line it stands for
 
 
 @dataclass(frozen=True)
@@ -186,6 +369,7 @@ class SalesOrder:
     lines: tuple[SalesOrderLine, ...]
     shipping: SalesOrderShipping | None
     totals: SalesOrderTotals
+    ship_to: Address | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +383,104 @@ class SalesOrderRequest:
     sales_order: SalesOrder
 
 
+@dataclass(frozen=True)
+class SalesOrderAmendment:
+    """The command: make the sales order this (the order as it stands), only while its status is
+    one of `amendable_statuses` (before the cut-off); Prima refuses it otherwise."""
+
+    command_id: UUID
+    idempotency_key: str
+    shopify_order_id: int
+    sales_order_number: str
+    issued_at: datetime
+    sales_order: SalesOrder
+    amendable_statuses: tuple[str, ...]
+    changes: tuple[str, ...]  # what changed, in words (domain/orders/changes.py)
+
+
+@dataclass(frozen=True)
+class SalesOrderCancellation:
+    command_id: UUID
+    idempotency_key: str
+    shopify_order_id: int
+    sales_order_number: str
+    issued_at: datetime
+    reason: str
+    cancellable_statuses: tuple[str, ...]
+
+
+SalesOrderChange = SalesOrderAmendment | SalesOrderCancellation
+
+
+@dataclass(frozen=True)
+class CreditMemoLine:
+    line_number: int
+    kind: str  # SalesOrderLineKind
+    item_id: str | None
+    sku: str | None
+    account: str | None
+    description: str
+    quantity: int
+    amount: Decimal  # as Shopify states the refunded subtotal (tax inside when the order's taxes are included)
+    tax_amount: Decimal
+    restock_type: str | None  # Shopify's; None on an amount-only (goodwill) line
+    returned: bool  # the units come back to stock
+    line_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CreditMemoShipping:
+    description: str
+    amount: Decimal
+    tax_amount: Decimal
+
+
+@dataclass(frozen=True)
+class CreditMemoAdjustment:
+    kind: str  # Shopify's order adjustment kind (refund_discrepancy, ...)
+    description: str
+    amount: Decimal  # what it adds to the memo (signed)
+    tax_amount: Decimal
+
+
+@dataclass(frozen=True)
+class CreditMemoTotals:
+    lines: Decimal
+    shipping: Decimal
+    adjustments: Decimal
+    tax: Decimal
+    total: Decimal  # what is credited: equals the refund's transactions
+
+
+@dataclass(frozen=True)
+class CreditMemo:
+    sales_order_number: str
+    external_reference: str  # the Shopify refund id
+    currency: str
+    taxes_included: bool
+    memo_date: datetime
+    reason: str | None
+    lines: tuple[CreditMemoLine, ...]
+    shipping: CreditMemoShipping | None
+    adjustments: tuple[CreditMemoAdjustment, ...]
+    totals: CreditMemoTotals
+
+
+@dataclass(frozen=True)
+class CreditMemoRequest:
+    """The command: one credit memo per Shopify refund (the idempotency key is the refund's)."""
+
+    command_id: UUID
+    idempotency_key: str
+    shopify_order_id: int
+    refund_id: int
+    issued_at: datetime
+    credit_memo: CreditMemo
+
+
 VALUE_TYPES: tuple[type, ...] = (
     Money, TaxLine, OrderLine, ShippingLine, PaymentTransaction, OrderSnapshot,
     SalesOrderLine, SalesOrderShipping, SalesOrderTotals, SalesOrder, SalesOrderRequest,
+    Address, RefundLine, RefundShipping, OrderAdjustment, Refund, SalesOrderAmendment, SalesOrderCancellation,
+    CreditMemoLine, CreditMemoShipping, CreditMemoAdjustment, CreditMemoTotals, CreditMemo, CreditMemoRequest,
 )

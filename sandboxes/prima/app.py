@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from .faults import Faults
+from .lifecycle import Lifecycle, add_lifecycle_routes
+from .journals import Journals, add_journal_routes
 from .models import FaultConfig, ItemsUpsert, SalesOrderCreate, StockUpsertBody
 from .store import ApiError, Store
 
@@ -38,6 +40,10 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.store = await Store.open(database_url, schema)
+        app.state.lifecycle = Lifecycle(app.state.store.pool)  # lifecycle.py: statuses, amend, cancel, memos
+        await app.state.lifecycle.create_tables()
+        app.state.journals = Journals(app.state.store.pool)  # journals.py, in the same schema
+        await app.state.journals.create_tables()
         try:
             yield
         finally:
@@ -152,6 +158,8 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
         return openapi_doc
 
     auth = [Depends(require_api_key)]  # every /v1 route but health
+    add_lifecycle_routes(app, auth)
+    add_journal_routes(app, auth)
 
     @app.get("/v1/items", dependencies=auth)
     async def list_items(changed_since: AwareDatetime | None = None, cursor: str | None = None,
@@ -187,10 +195,16 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
         return JSONResponse(order, 201, headers={"Location": f"/v1/sales-orders/{order['sales_order_number']}"})
 
     @app.get("/v1/sales-orders", dependencies=auth)
-    async def find_sales_orders(external_reference: str = Query(min_length=1),
-                                db: Store = Depends(store)) -> dict:
-        orders = await db.find_sales_orders(external_reference)
-        return {"sales_orders": [o.model_dump(mode="json") for o in orders]}
+    async def find_sales_orders(external_reference: str | None = Query(None, min_length=1),
+                                created_since: AwareDatetime | None = None, cursor: str | None = None,
+                                limit: int = Query(100, ge=1, le=500), db: Store = Depends(store)) -> dict:
+        if external_reference is not None:
+            if cursor is not None or created_since is not None:
+                raise ApiError("invalid_cursor", "external_reference is not combined with cursor or created_since", 400)
+            orders = await db.find_sales_orders(external_reference)
+            return {"sales_orders": [o.model_dump(mode="json") for o in orders]}
+        orders, next_cursor = await db.list_sales_orders(created_since, cursor, limit)
+        return {"sales_orders": [o.model_dump(mode="json") for o in orders], "next_cursor": next_cursor}
 
     @app.get("/v1/sales-orders/{sales_order_number}", dependencies=auth)
     async def get_sales_order(sales_order_number: str, db: Store = Depends(store)) -> dict:
@@ -224,6 +238,8 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     @app.post("/_sandbox/reset")
     async def reset(items: bool = False, stock: bool = False, db: Store = Depends(store)) -> dict:
         await db.reset(items, stock)
+        await app.state.lifecycle.reset()
+        await app.state.journals.reset()
         faults.reset()
         requests.clear()
         return {"status": "reset"}
@@ -236,6 +252,8 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
 
     @app.get("/_sandbox/stats")
     async def stats(db: Store = Depends(store)) -> dict:
-        return {**await db.stats(), "requests": {k: dict(v) for k, v in requests.items()}}
+        return {**await db.stats(), "journals": await app.state.journals.count(),
+                "credit_memos": await app.state.lifecycle.count(),
+                "requests": {k: dict(v) for k, v in requests.items()}}
 
     return app

@@ -21,7 +21,8 @@ def _money(value: object) -> object:
 Money = Annotated[Decimal, BeforeValidator(_money)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 ItemType = Literal["stock", "bundle", "service"]
-SalesOrderStatus = Literal["open", "released_to_warehouse", "despatched", "cancelled"]
+# the warehouse moves a sales order open -> released_to_warehouse -> picking -> despatched (or it is cancelled)
+SalesOrderStatus = Literal["open", "released_to_warehouse", "picking", "despatched", "cancelled"]
 
 
 class _Body(BaseModel):
@@ -86,14 +87,37 @@ class StockUpsertBody(_Body):
 
 class SalesOrderLine(_Body):
     line_number: int = Field(ge=1)
-    item_id: str
-    sku: str
+    item_id: str | None
+    sku: str | None
     description: str
     quantity: int = Field(gt=0)
     unit_price: Money
     discount_amount: Money
     tax_amount: Money
     net_amount: Money
+    kind: Literal["item", "account"] = "item"
+    account: str | None = None
+    external_line_id: int | None = None
+
+    @model_validator(mode="after")
+    def _an_item_or_an_account(self) -> SalesOrderLine:
+        if self.kind == "item" and (not self.item_id or not self.sku or self.account is not None):
+            raise ValueError("an item line names item_id and sku, and no account")
+        if self.kind == "account" and (not self.account or self.item_id is not None or self.sku is not None):
+            raise ValueError("an account line names an account, and no item_id or sku")
+        return self
+
+
+class ShipTo(_Body):
+    name: str | None = None
+    company: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    province_code: str | None = None
+    zip: str | None = None
+    country_code: str | None = None
+    phone: str | None = None
 
 
 class Shipping(_Body):
@@ -120,6 +144,7 @@ class SalesOrderCreate(_Body):
     lines: list[SalesOrderLine] = Field(min_length=1)
     shipping: Shipping | None
     totals: Totals
+    ship_to: ShipTo | None = None
 
     @model_validator(mode="after")
     def _unique_line_numbers(self) -> SalesOrderCreate:
@@ -149,6 +174,8 @@ class SalesOrder(SalesOrderCreate):
     created_at: datetime
     updated_at: datetime
     released_at: datetime | None
+    version: int = 1  # 1 as created, one more per amendment
+    cancelled_at: datetime | None = None
 
 
 class FaultConfig(_Body):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .models import Item, ItemUpsert, SalesOrder, SalesOrderCreate, StockUpsert
+from .models import Item, ItemUpsert, SalesOrder, SalesOrderCreate, SalesOrderLine, StockUpsert
 
 DDL = """
 CREATE TABLE IF NOT EXISTS items (
@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS stock (
 -- through later changes, since the record includes every sales order up to that number.
 ALTER TABLE stock ADD COLUMN IF NOT EXISTS allocated_for text;
 ALTER TABLE stock ADD COLUMN IF NOT EXISTS allocated_sales_order text;
+-- the order lifecycle (lifecycle.py): amendments count versions, a cancellation its time
+ALTER TABLE sales_orders ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 1;
+ALTER TABLE sales_orders ADD COLUMN IF NOT EXISTS cancelled_at timestamptz;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key                text PRIMARY KEY,
     request_hash       text NOT NULL,
@@ -199,7 +202,8 @@ def _item(row: asyncpg.Record) -> Item:
 
 
 def _order(row: asyncpg.Record) -> SalesOrder:
-    meta = {k: row[k] for k in ("sales_order_number", "status", "created_at", "updated_at", "released_at")}
+    meta = {k: row[k] for k in ("sales_order_number", "status", "created_at", "updated_at", "released_at", "version",
+                                "cancelled_at")}
     return SalesOrder(**json.loads(row["body"]), **meta)
 
 
@@ -349,6 +353,21 @@ class Store:
             external_reference)
         return [_order(r) for r in rows]
 
+    async def list_sales_orders(self, created_since: datetime | None, cursor: str | None,
+                                limit: int) -> tuple[list[SalesOrder], str | None]:
+        """Sales orders created since `created_since`, by (created_at, number), keyset paged."""
+        after_at, after_number = decode_cursor(cursor) if cursor else (None, None)
+        rows = await self.pool.fetch(
+            """SELECT * FROM sales_orders
+               WHERE ($1::timestamptz IS NULL OR created_at >= $1)
+                 AND ($2::timestamptz IS NULL OR (created_at, sales_order_number) > ($2, $3))
+               ORDER BY created_at, sales_order_number LIMIT $4""",
+            created_since, after_at, after_number, limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return [_order(r) for r in page], (encode_cursor(page[-1]["created_at"], page[-1]["sales_order_number"])
+                                           if more else None)
+
     async def release(self, number: str) -> SalesOrder | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -389,10 +408,12 @@ def _duplicate(external_reference: str, existing: str | None) -> ApiError:
 
 async def _check_items(conn: asyncpg.Connection, body: SalesOrderCreate) -> None:
     rows = await conn.fetch("SELECT item_id, sku, active FROM items WHERE item_id = ANY($1)",
-                            [line.item_id for line in body.lines])
+                            [line.item_id for line in body.lines if line.kind == "item"])
     items = {r["item_id"]: r for r in rows}
     problems = []
     for line in body.lines:
+        if line.kind == "account":
+            continue  # booked to a ledger account, no item
         item = items.get(line.item_id)
         if item is None or not item["active"]:
             problems.append(f"line {line.line_number}: item {line.item_id} is "
@@ -408,11 +429,23 @@ async def _allocate(conn: asyncpg.Connection, body: SalesOrderCreate, number: st
     """Allocate the order's lines in `warehouse`, in the transaction that creates the sales order
     (after its number: numbers and allocations are in commit order). A stock item allocates
     itself, a bundle its components; a service nothing."""
-    rows = await conn.fetch("SELECT item_id, item_type, components FROM items WHERE item_id = ANY($1)",
-                            [line.item_id for line in body.lines])
+    skus, units = allocation_units(await conn.fetch(
+        "SELECT item_id, item_type, components FROM items WHERE item_id = ANY($1)",
+        [line.item_id for line in body.lines if line.kind == "item"]), body.lines)
+    if not skus:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_stock:' || current_schema()))")
+    await conn.execute(ALLOCATE_STOCK, skus, units, warehouse, body.external_reference, number)
+
+
+def allocation_units(rows: list[asyncpg.Record], lines: list[SalesOrderLine]) -> tuple[list[str], list[int]]:
+    """The stock a sales order's lines take: a stock item itself, a bundle its components, a
+    service or an account line nothing."""
     items = {r["item_id"]: r for r in rows}
     skus, units = [], []
-    for line in body.lines:
+    for line in lines:
+        if line.kind != "item" or line.item_id not in items:
+            continue
         item = items[line.item_id]
         if item["item_type"] == "stock":
             skus.append(line.sku)
@@ -421,10 +454,7 @@ async def _allocate(conn: asyncpg.Connection, body: SalesOrderCreate, number: st
             for component in json.loads(item["components"]):
                 skus.append(component["sku"])
                 units.append(line.quantity * component["quantity"])
-    if not skus:
-        return
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_stock:' || current_schema()))")
-    await conn.execute(ALLOCATE_STOCK, skus, units, warehouse, body.external_reference, number)
+    return skus, units
 
 
 async def _upsert_items(conn: asyncpg.Connection, items: list[ItemUpsert]) -> None:

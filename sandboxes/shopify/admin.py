@@ -46,6 +46,8 @@ from graphql import (
 from graphql.utilities import get_operation_ast
 
 import sandboxes.shopify.mutations  # noqa: F401  (registers the mutations)
+import sandboxes.shopify.order_queries  # noqa: F401  (registers the order queries)
+import sandboxes.shopify.payouts  # noqa: F401  (registers shopifyPaymentsAccount)
 from contracts.shopify_admin import admin_schema
 from sandboxes.shopify.cost import MAX_QUERY_COST, THROTTLED_ERROR, CostCalculator, max_cost_error
 from sandboxes.shopify.resolvers import Ctx, field_resolver, type_resolver

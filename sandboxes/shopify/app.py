@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from sandboxes.shopify.admin import admin_router
+from sandboxes.shopify.order_queries import control_router, record_delivery
+from sandboxes.shopify.payouts import control_router as payout_controls
 from sandboxes.shopify.state import ShopState
 from sandboxes.shopify.webhooks import send_webhook
 from services.platform.settings import Settings
@@ -30,6 +32,8 @@ def create_app(ingest_url: str, secret: str, *, access_token: str = "sandbox-tok
     app = FastAPI(title="Shopify sandbox")
     app.state.shopify = ShopState(access_token, plan)
     app.include_router(admin_router(app.state.shopify))
+    app.include_router(control_router(app.state.shopify))
+    app.include_router(payout_controls(app.state.shopify))
 
     @app.get("/health")
     async def health():
@@ -41,6 +45,7 @@ def create_app(ingest_url: str, secret: str, *, access_token: str = "sandbox-tok
 
         webhook_id = delivery.webhook_id or str(uuid.uuid4())
         key = "not-the-secret" if delivery.bad_signature else secret
+        record_delivery(app.state.shopify.orders, delivery.topic, delivery.order)  # the shop holds the order
         statuses = []
         async with httpx.AsyncClient(timeout=10) as client:
             for _ in range(delivery.copies):

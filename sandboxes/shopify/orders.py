@@ -77,6 +77,11 @@ def order_body(
         "total_tax": tax,
         "total_discounts": line_discounts + ship_discount,
         "total_line_items_price": line_total,
+        # the order as it stands (REST 2024-01 on): an order nobody edited or refunded stands as placed
+        "current_subtotal_price": subtotal,
+        "current_total_discounts": line_discounts + ship_discount,
+        "current_total_tax": tax,
+        "current_total_price": total,
     }
     body: dict[str, Any] = {
         "id": order_id,
@@ -100,6 +105,7 @@ def order_body(
                 "name": line.title,
                 "sku": line.sku,
                 "quantity": line.quantity,
+                "current_quantity": line.quantity,
                 "price": f"{line.price:.2f}",
                 "price_set": _money_set(line.price, currency),
                 "total_discount": "0.00",

@@ -10,6 +10,8 @@ from typing import Any
 
 from sandboxes.shopify.bulk import BulkManager
 from sandboxes.shopify.cost import PLANS, Bucket
+from sandboxes.shopify.order_queries import OrderBook
+from sandboxes.shopify.payouts import PayoutBook
 from sandboxes.shopify.store import Store
 
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600  # Shopify keeps @idempotent keys for 24 hours
@@ -120,6 +122,8 @@ class ShopState:
         self.access_token = access_token
         self.plan = plan
         self.store = Store()
+        self.orders = OrderBook()  # the shop's orders (order_queries.py)
+        self.payouts = PayoutBook()  # Shopify Payments payouts (payouts.py)
         self.stats = Stats()
         self.faults = Faults()
         self.bulk = BulkManager()
@@ -151,6 +155,8 @@ class ShopState:
 
     def reset(self) -> None:
         self.store.reset()
+        self.orders.reset()
+        self.payouts.reset()
         self.stats = Stats()
         self.faults = Faults()
         self.bulk.reset()

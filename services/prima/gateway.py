@@ -36,12 +36,20 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts.platform import RetryParkedCommand
+from contracts.prima.credit_memos import CreateCreditMemo, PrimaCreditMemoCreated
+from contracts.prima.journals import PostJournal, PrimaJournalParked, PrimaJournalPosted, PrimaJournalRejected
 from contracts.prima.sales_orders import (
+    AmendSalesOrder,
+    CancelSalesOrder,
     CreateSalesOrder,
+    PrimaSalesOrderAmended,
+    PrimaSalesOrderCancelled,
+    PrimaSalesOrderChangeRefused,
     PrimaSalesOrderCreated,
     PrimaSalesOrderParked,
     PrimaSalesOrderRejected,
 )
+from contracts.shopify.payouts import payout_key
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
 from services.platform.kafka import Consumer, Delivery, Outgoing, make_broker, publish_all
 from services.platform.metrics import GATEWAY_CALLS
@@ -113,6 +121,81 @@ async def adopt_sales_order(client: PrimaClient, command: CreateSalesOrder, refu
                                f"{type(exc).__name__}: {exc}", attempts=refused.attempts) from exc
 
 
+STATUS_CONFLICT = "status_conflict"
+
+
+async def refused_at_cutoff(client: PrimaClient, command: AmendSalesOrder | CancelSalesOrder, refused: PrimaRejected
+                            ) -> PrimaSalesOrderChangeRefused | None:
+    """A 409 status_conflict to an amendment or cancellation: the sales order's status is not one
+    the command allowed (the warehouse has it). Not a failure: the answer the cut-off gives,
+    with the status Prima holds now (looked up), for the Order to hold the change for a person."""
+    if refused.status_code != 409 or refused.code != STATUS_CONFLICT:
+        return None
+    try:
+        found = await client.get(f"/v1/sales-orders/{command.sales_order_number}")
+        status = str(found["status"])
+    except (PrimaError, KeyError, TypeError) as exc:
+        raise PrimaUnavailable(f"Prima answered {STATUS_CONFLICT} for {command.sales_order_number}, and its status "
+                               f"could not be read: {exc}", attempts=refused.attempts) from exc
+    return PrimaSalesOrderChangeRefused(
+        command_id=command.command_id, shopify_order_id=command.shopify_order_id,
+        sales_order_number=command.sales_order_number, status=status, reason=refused.reason, occurred_at=now_utc())
+
+
+async def adopt_credit_memo(client: PrimaClient, command: CreateCreditMemo, refused: PrimaRejected
+                            ) -> PrimaCreditMemoCreated | None:
+    """A 409 duplicate_external_reference to a refund's memo: Prima holds the memo for this refund
+    (made by an earlier attempt whose answer was lost): answer with it, never a rejection."""
+    if refused.status_code != 409 or refused.code != DUPLICATE_EXTERNAL_REFERENCE:
+        return None
+    reference = command.credit_memo.external_reference
+    try:
+        body = await client.get("/v1/credit-memos", external_reference=reference)
+        found = [m for m in body["credit_memos"] if m.get("external_reference") == reference]
+        memo = found[0]
+        return PrimaCreditMemoCreated(command_id=command.command_id, shopify_order_id=command.shopify_order_id,
+                                      refund_id=command.refund_id, credit_memo_number=memo["credit_memo_number"],
+                                      total=memo["totals"]["total"], adopted=True, occurred_at=now_utc())
+    except (PrimaError, KeyError, TypeError, IndexError, ValueError) as exc:
+        raise PrimaUnavailable(f"Prima answered {DUPLICATE_EXTERNAL_REFERENCE} for refund {reference}, and the memo "
+                               f"could not be read: {type(exc).__name__}: {exc}", attempts=refused.attempts) from exc
+
+
+def _replayed(response: PrimaResponse) -> bool:
+    return response.headers.get("Idempotent-Replayed", "").lower() == "true"
+
+
+def _refused(operation: str) -> Callable[[Any, PrimaRejected], PrimaSalesOrderRejected]:
+    return lambda c, e: PrimaSalesOrderRejected(
+        command_id=c.command_id, shopify_order_id=c.shopify_order_id, operation=operation, status_code=e.status_code,
+        code=e.code, reason=e.reason, occurred_at=now_utc())
+
+
+def _parked(operation: str) -> Callable[[Any, PrimaUnavailable], PrimaSalesOrderParked]:
+    return lambda c, e: PrimaSalesOrderParked(
+        command_id=c.command_id, shopify_order_id=c.shopify_order_id, operation=operation, attempts=e.attempts,
+        reason=str(e), occurred_at=now_utc())
+
+
+async def adopt_journal(client: PrimaClient, command: PostJournal, refused: PrimaRejected
+                        ) -> PrimaJournalPosted | None:
+    """A 409 duplicate_external_reference to a payout's journal: Prima holds the journal for this
+    payout (posted by an earlier attempt whose answer was lost): answer with it, never a rejection."""
+    if refused.status_code != 409 or refused.code != DUPLICATE_EXTERNAL_REFERENCE:
+        return None
+    reference = command.journal.external_reference
+    try:
+        body = await client.get("/v1/journals", external_reference=reference)
+        journal = next(j for j in body["journals"] if j.get("external_reference") == reference)
+        return PrimaJournalPosted(command_id=command.command_id, payout_id=command.payout_id,
+                                  journal_number=journal["journal_number"], status=journal["status"], adopted=True,
+                                  occurred_at=now_utc())
+    except (PrimaError, KeyError, TypeError, StopIteration, ValueError) as exc:
+        raise PrimaUnavailable(f"Prima answered {DUPLICATE_EXTERNAL_REFERENCE} for journal {reference}, and the "
+                               f"journal could not be read: {type(exc).__name__}: {exc}",
+                               attempts=refused.attempts) from exc
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "CreateSalesOrder": Endpoint(
         operation="create_sales_order", method="POST", path=lambda c: "/v1/sales-orders",
@@ -130,8 +213,56 @@ ENDPOINTS: dict[str, Endpoint] = {
             occurred_at=now_utc()),
         adopt=adopt_sales_order,
     ),
+    "AmendSalesOrder": Endpoint(
+        operation="amend_sales_order", method="POST", path=lambda c: f"/v1/sales-orders/{c.sales_order_number}/amendments",
+        body=lambda c: {"sales_order": c.sales_order.model_dump(mode="json"),
+                        "amendable_statuses": list(c.amendable_statuses), "changes": list(c.changes)},
+        subject=lambda c: str(c.shopify_order_id), key=lambda c: order_key(c.shopify_order_id),
+        done=lambda c, r: PrimaSalesOrderAmended(
+            command_id=c.command_id, shopify_order_id=c.shopify_order_id,
+            sales_order_number=r.body["sales_order_number"], status=r.body["status"], replayed=_replayed(r),
+            occurred_at=now_utc()),
+        rejected=_refused("amend_sales_order"), parked=_parked("amend_sales_order"), adopt=refused_at_cutoff,
+    ),
+    "CancelSalesOrder": Endpoint(
+        operation="cancel_sales_order", method="POST",
+        path=lambda c: f"/v1/sales-orders/{c.sales_order_number}/cancellation",
+        body=lambda c: {"reason": c.reason, "cancellable_statuses": list(c.cancellable_statuses)},
+        subject=lambda c: str(c.shopify_order_id), key=lambda c: order_key(c.shopify_order_id),
+        done=lambda c, r: PrimaSalesOrderCancelled(
+            command_id=c.command_id, shopify_order_id=c.shopify_order_id,
+            sales_order_number=r.body["sales_order_number"], status=r.body["status"], replayed=_replayed(r),
+            occurred_at=now_utc()),
+        rejected=_refused("cancel_sales_order"), parked=_parked("cancel_sales_order"), adopt=refused_at_cutoff,
+    ),
+    "CreateCreditMemo": Endpoint(
+        operation="create_credit_memo", method="POST", path=lambda c: "/v1/credit-memos",
+        body=lambda c: c.credit_memo.model_dump(mode="json"),
+        subject=lambda c: str(c.shopify_order_id), key=lambda c: order_key(c.shopify_order_id),
+        done=lambda c, r: PrimaCreditMemoCreated(
+            command_id=c.command_id, shopify_order_id=c.shopify_order_id, refund_id=c.refund_id,
+            credit_memo_number=r.body["credit_memo_number"], total=r.body["totals"]["total"], replayed=_replayed(r),
+            occurred_at=now_utc()),
+        rejected=_refused("create_credit_memo"), parked=_parked("create_credit_memo"), adopt=adopt_credit_memo,
+    ),
+    "PostJournal": Endpoint(  # a payout's summary journal (services/payouts), or its reversal
+        operation="post_journal", method="POST", path=lambda c: "/v1/journals",
+        body=lambda c: c.journal.model_dump(mode="json"),
+        subject=lambda c: f"payout:{c.payout_id}", key=lambda c: payout_key(c.payout_id),
+        done=lambda c, r: PrimaJournalPosted(
+            command_id=c.command_id, payout_id=c.payout_id, journal_number=r.body["journal_number"],
+            status=r.body["status"], replayed=_replayed(r), occurred_at=now_utc()),
+        rejected=lambda c, e: PrimaJournalRejected(
+            command_id=c.command_id, payout_id=c.payout_id, status_code=e.status_code, code=e.code, reason=e.reason,
+            occurred_at=now_utc()),
+        parked=lambda c, e: PrimaJournalParked(
+            command_id=c.command_id, payout_id=c.payout_id, attempts=e.attempts, reason=str(e), occurred_at=now_utc()),
+        adopt=adopt_journal,
+    ),
 }
-COMMANDS: dict[str, type[BaseModel]] = {"CreateSalesOrder": CreateSalesOrder}
+COMMANDS: dict[str, type[BaseModel]] = {"CreateSalesOrder": CreateSalesOrder, "AmendSalesOrder": AmendSalesOrder,
+                                        "CancelSalesOrder": CancelSalesOrder, "CreateCreditMemo": CreateCreditMemo,
+                                        "PostJournal": PostJournal}
 
 
 @dataclass(frozen=True)
@@ -163,8 +294,10 @@ class PrimaGateway:
             except PrimaRejected as exc:
                 adopted = await endpoint.adopt(self.client, command, exc) if endpoint.adopt else None
                 if adopted is not None:
-                    log.info("%s %s: Prima already held it (%s): adopted", endpoint.operation, command.command_id, exc)
-                    GATEWAY_CALLS.labels(endpoint.operation, "replayed").inc()  # Prima's existing document
+                    log.info("%s %s: Prima answered %s: %s", endpoint.operation, command.command_id, exc,
+                             type(adopted).__name__)
+                    GATEWAY_CALLS.labels(endpoint.operation, "past_cutoff" if isinstance(
+                        adopted, PrimaSalesOrderChangeRefused) else "replayed").inc()  # Prima's existing document
                     return adopted
                 GATEWAY_CALLS.labels(endpoint.operation, "rejected").inc()
                 return endpoint.rejected(command, exc)

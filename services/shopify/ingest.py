@@ -35,7 +35,6 @@ import base64
 import hashlib
 import hmac
 import inspect
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -62,7 +61,16 @@ from contracts.shopify.orders import (
     ShopifyOrder,
     ShopifyOrderReceived,
 )
+from contracts.shopify.refunds import (
+    EDIT_WEBHOOK_TOPIC,
+    REFUND_WEBHOOK_TOPIC,
+    ShopifyOrderEdit,
+    ShopifyOrderEditReceived,
+    ShopifyRefund,
+    ShopifyRefundReceived,
+)
 from contracts.topics import DEAD_LETTERS, OPERATIONS, SHOPIFY_ORDERS, order_key
+from contracts.validation import InvalidJSON, parse_json
 from services.platform.kafka import (
     DependencyUnavailable,
     Outgoing,
@@ -144,16 +152,23 @@ def safe_text(value: object, limit: int = 200) -> str:
     return _EMAIL.sub("<e-mail>", str(value).replace("\x00", "\\x00")[: limit * 2])[:limit]
 
 
-def normalize(body: bytes) -> ShopifyOrder:
-    """The order in a webhook body, or Unparseable (never anything else: whatever a sender put
-    in the body is the body's fault, not a 500)."""
+# the topics this endpoint takes: an order's (its body the order), an edit's, a refund's (issue 9)
+WEBHOOK_TOPICS = (*ORDER_WEBHOOK_TOPICS, EDIT_WEBHOOK_TOPIC, REFUND_WEBHOOK_TOPIC)
+Normalized = ShopifyOrder | ShopifyRefund | ShopifyOrderEdit
+
+
+def normalize(body: bytes, topic: str = "orders/paid") -> Normalized:
+    """The order (or, by topic, the refund or the order edit) in a webhook body, or Unparseable
+    (never anything else: whatever a sender put in the body is the body's fault, not a 500)."""
+    try:  # contracts/validation.py: bounded depth, no duplicated key, no NaN
+        document = parse_json(body)
+    except InvalidJSON as exc:  # its text holds no input
+        raise Unparseable("malformed_json", f"the body is not JSON this endpoint takes: {safe_text(exc)}") from None
     try:
-        document = json.loads(body)
-    except RecursionError:
-        raise Unparseable("malformed_json", "the body's JSON is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError (no input in its text), UnicodeDecodeError
-        raise Unparseable("malformed_json", f"the body is not JSON: {safe_text(exc)}") from None
-    try:
+        if topic == REFUND_WEBHOOK_TOPIC:
+            return ShopifyRefund.from_webhook(document)
+        if topic == EDIT_WEBHOOK_TOPIC and isinstance(document, dict) and "order_edit" in document:
+            return ShopifyOrderEdit.from_webhook(document)
         return ShopifyOrder.from_webhook(document)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
@@ -166,20 +181,21 @@ def normalize(body: bytes) -> ShopifyOrder:
         raise Unparseable("invalid_order", f"the body is not an order: {type(exc).__name__}: {safe_text(exc)}") from None
 
 
+Fact = ShopifyOrderReceived | ShopifyRefundReceived | ShopifyOrderEditReceived
+
+
 def _fact(raw_id: UUID, webhook_id: str, topic: str, shop_domain: str, headers: dict[str, str],
-          received_at: datetime, order: ShopifyOrder) -> ShopifyOrderReceived:
+          received_at: datetime, order: Normalized) -> Fact:
+    delivery = {"webhook_id": webhook_id, "event_id": headers.get("x-shopify-event-id"), "topic": topic,
+                "shop_domain": shop_domain, "api_version": headers.get("x-shopify-api-version"),
+                "triggered_at": _timestamp(headers.get("x-shopify-triggered-at")), "received_at": received_at,
+                "raw_payload_id": raw_id}
     try:
-        return ShopifyOrderReceived(
-            webhook_id=webhook_id,
-            event_id=headers.get("x-shopify-event-id"),
-            topic=topic,
-            shop_domain=shop_domain,
-            api_version=headers.get("x-shopify-api-version"),
-            triggered_at=_timestamp(headers.get("x-shopify-triggered-at")),
-            received_at=received_at,
-            raw_payload_id=raw_id,
-            order=order,
-        )
+        if isinstance(order, ShopifyRefund):
+            return ShopifyRefundReceived(**delivery, refund=order)
+        if isinstance(order, ShopifyOrderEdit):
+            return ShopifyOrderEditReceived(**delivery, edit=order)
+        return ShopifyOrderReceived(**delivery, order=order)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
         raise Unparseable("invalid_headers", f"the delivery's headers do not make a fact: "
@@ -270,10 +286,10 @@ class WebhookIngest:
     def timeout(self) -> float:
         return self.settings.ingest_publish_timeout_seconds
 
-    async def normalize(self, body: bytes) -> ShopifyOrder:
+    async def normalize(self, body: bytes, topic: str = "orders/paid") -> Normalized:
         if len(body) > OFF_LOOP_BYTES:
-            return await asyncio.to_thread(normalize, body)
-        return normalize(body)
+            return await asyncio.to_thread(normalize, body, topic)
+        return normalize(body, topic)
 
     async def in_store(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """A store operation (bounded in time by the store's own asyncpg timeouts: cancelling a
@@ -297,13 +313,20 @@ class WebhookIngest:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    def fact_out(self, fact: ShopifyOrderReceived) -> Outgoing:
-        return Outgoing(self.orders_topic, order_key(fact.order.id), fact,
+    def fact_out(self, fact: Fact) -> Outgoing:
+        """The fact as a message; TooLarge when it takes more than half of what Kafka takes
+        (kafka_max_message_bytes): what it becomes downstream (the order's event, the dead letter
+        that carries it base64-encoded) must fit a Kafka message too."""
+        limit = self.settings.kafka_max_message_bytes // 2
+        size = len(encode(fact))
+        if size > limit:
+            raise TooLarge(f"the normalized order takes {size} bytes, more than the {limit} a fact may take")
+        return Outgoing(self.orders_topic, order_key(fact.shopify_order_id), fact,
                         headers_for(fact, correlation_id=fact.webhook_id))
 
     def letter_out(self, stored: StoredWebhook, error: str | None = None, attempts: int = 0) -> Outgoing:
         """The exception record of a quarantined body: a dead letter whose id is the stored row's."""
-        fits = len(stored.body) <= DEAD_LETTER_BODY_LIMIT
+        fits = len(stored.body) <= min(DEAD_LETTER_BODY_LIMIT, self.settings.kafka_max_message_bytes // 2)
         error = error or stored.quarantine_reason or "quarantined"
         if not fits:
             error += (f" (the body, {len(stored.body)} bytes, is too large to carry here: it is kept in "
@@ -344,7 +367,7 @@ class WebhookIngest:
         if producer_broken(exc):
             self.resets.append(asyncio.create_task(renew_producer(self.broker)))
 
-    async def settle(self, stored: StoredWebhook, order: ShopifyOrder | None, problem: Unparseable | None) -> JSONResponse | dict:
+    async def settle(self, stored: StoredWebhook, order: Normalized | None, problem: Unparseable | None) -> JSONResponse | dict:
         """Put what a stored delivery became on Kafka (its fact, or its dead letter), then mark it
         published; the answer to Shopify."""
         assert self.store is not None
@@ -403,14 +426,16 @@ class WebhookIngest:
                 for row in claim.rows:
                     if not row.quarantined:
                         try:
-                            order = await self.normalize(row.body)
+                            order = await self.normalize(row.body, row.topic)
                             fact = _fact(row.id, row.webhook_id, row.topic, row.shop_domain, row.headers,
                                          row.received_at, order)
-                        except Unparseable as exc:
-                            await claim.quarantine(row.id, str(exc))
-                            row = replace(row, quarantined_at=datetime.now(UTC), quarantine_reason=str(exc))
+                            out = self.fact_out(fact)
+                        except (Unparseable, TooLarge) as exc:
+                            reason = str(exc) if isinstance(exc, Unparseable) else f"too_large: {safe_text(exc)}"
+                            await claim.quarantine(row.id, reason)
+                            row = replace(row, quarantined_at=datetime.now(UTC), quarantine_reason=reason)
                         else:
-                            outgoing.append((row, self.fact_out(fact)))
+                            outgoing.append((row, out))
                             continue
                     outgoing.append((row, self.letter_out(row)))
                 sent, too_large, failure = await self._send_many(outgoing)
@@ -519,7 +544,7 @@ class WebhookIngest:
             return
         if stored.quarantined:
             try:
-                order = await self.normalize(stored.body)
+                order = await self.normalize(stored.body, stored.topic)
                 fact = _fact(stored.id, stored.webhook_id, stored.topic, stored.shop_domain, stored.headers,
                              stored.received_at, order)
                 await self.send(self.fact_out(fact))
@@ -541,6 +566,58 @@ class WebhookIngest:
         """Start the broker once Kafka answers (logged once however long it takes)."""
         if await start_broker(self.broker, stop):
             self.kafka_ready.set()
+
+
+# What the endpoint takes, for its OpenAPI document (/openapi.json): the route reads the raw body
+# itself (the HMAC covers the bytes), so FastAPI cannot say it. The fuzz tests generate requests
+# from it (tests/orders/integration/test_ingest_fuzz.py).
+_HEADER = {"in": "header", "schema": {"type": "string", "maxLength": MAX_HEADER_LENGTH}}
+_AMOUNT = {"type": "string", "description": "a decimal amount, e.g. \"19.99\""}
+WEBHOOK_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {**_HEADER, "name": "X-Shopify-Hmac-Sha256", "required": True,
+         "description": "base64 HMAC-SHA256 of the body with the app's secret"},
+        {"in": "header", "name": "X-Shopify-Topic", "required": True, "schema": {"enum": list(WEBHOOK_TOPICS)}},
+        {"in": "header", "name": "X-Shopify-Webhook-Id", "required": True,
+         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_WEBHOOK_ID_LENGTH}},
+        {**_HEADER, "name": "X-Shopify-Shop-Domain"},
+        {**_HEADER, "name": "X-Shopify-Event-Id"},
+        {**_HEADER, "name": "X-Shopify-Triggered-At"},
+        {**_HEADER, "name": "X-Shopify-API-Version"},
+    ],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "description": "an order as Shopify's REST webhooks send it (SHOPIFY.md); "
+                                          "for refunds/create a refund, for orders/edited an order edit",
+        "required": ["id", "currency", "created_at", "updated_at", "line_items", "subtotal_price",
+                     "total_discounts", "total_tax", "total_price"],
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "order_number": {"type": "integer"},
+            "email": {"type": "string"}, "currency": {"type": "string"}, "taxes_included": {"type": "boolean"},
+            "financial_status": {"type": "string"}, "test": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "subtotal_price": _AMOUNT, "total_discounts": _AMOUNT, "total_tax": _AMOUNT, "total_price": _AMOUNT,
+            "line_items": {"type": "array", "items": {
+                "type": "object", "required": ["id", "quantity", "price"],
+                "properties": {"id": {"type": "integer"}, "sku": {"type": "string"}, "title": {"type": "string"},
+                               "variant_id": {"type": "integer"}, "quantity": {"type": "integer"},
+                               "price": _AMOUNT}}},
+            "shipping_lines": {"type": "array", "items": {
+                "type": "object", "required": ["price"],
+                "properties": {"title": {"type": "string"}, "price": _AMOUNT}}},
+        }}}}},
+}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "object", "required": ["code", "message"],
+              "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}}}
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "kept: accepted (its fact is on Kafka), duplicate, or quarantined (an exception record)"},
+    400: {**_ERROR, "description": "not a delivery this endpoint takes (topic, webhook id, headers)"},
+    401: {**_ERROR, "description": "X-Shopify-Hmac-Sha256 does not match the body"},
+    408: {**_ERROR, "description": "the body did not arrive within webhook_read_timeout_seconds"},
+    413: {**_ERROR, "description": "the body is larger than webhook_max_body_bytes"},
+    503: {**_ERROR, "description": "PostgreSQL or Kafka is not available: retry (Retry-After)"},
+}
 
 
 async def _no_decoding(msg: Any, original: Any = None) -> None:
@@ -582,7 +659,7 @@ def create_app(settings: Settings | None = None, *, orders_topic: str = SHOPIFY_
     app = FastAPI(title="shopify-prima webhook ingest", lifespan=lifespan)
     app.state.ingest = ingest
 
-    @app.post("/webhooks/shopify")
+    @app.post("/webhooks/shopify", openapi_extra=WEBHOOK_OPENAPI, responses=WEBHOOK_RESPONSES)
     async def receive(request: Request):
         received_at = datetime.now(UTC)
         try:
@@ -594,9 +671,9 @@ def create_app(settings: Settings | None = None, *, orders_topic: str = SHOPIFY_
             return _reject(401, "bad_signature", "X-Shopify-Hmac-Sha256 does not match the body")
         topic = h.get("x-shopify-topic", "")
         webhook_id = h.get("x-shopify-webhook-id")
-        if topic not in ORDER_WEBHOOK_TOPICS:
+        if topic not in WEBHOOK_TOPICS:
             return _reject(400, "unsupported_topic",
-                           f"X-Shopify-Topic is not one this endpoint takes ({', '.join(ORDER_WEBHOOK_TOPICS)})")
+                           f"X-Shopify-Topic is not one this endpoint takes ({', '.join(WEBHOOK_TOPICS)})")
         if not webhook_id:
             return _reject(400, "missing_webhook_id", "X-Shopify-Webhook-Id is required")
         if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
@@ -605,10 +682,10 @@ def create_app(settings: Settings | None = None, *, orders_topic: str = SHOPIFY_
         if any(len(v) > MAX_HEADER_LENGTH or "\x00" in v for v in shopify_headers.values()):
             return _reject(400, "invalid_header", f"an X-Shopify-* header is longer than {MAX_HEADER_LENGTH} "
                                                   "characters or holds a NUL character")
-        order: ShopifyOrder | None = None
+        order: Normalized | None = None
         problem: Unparseable | None = None
         try:
-            order = await ingest.normalize(body)
+            order = await ingest.normalize(body, topic)
         except Unparseable as exc:
             problem = exc
         try:

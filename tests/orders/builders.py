@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,10 +26,15 @@ from contracts.shopify.orders import (
 from domain.catalog.items import ItemType, PrimaItem
 from domain.orders.domainmodel import Order
 from domain.orders.values import (
+    Address,
+    OrderAdjustment,
     OrderDelivery,
     OrderLine,
     OrderSnapshot,
     PaymentTransaction,
+    Refund,
+    RefundDelivery,
+    RefundLine,
     ShippingLine,
     TaxLine,
 )
@@ -280,3 +285,136 @@ def create_sales_order(snapshot: OrderSnapshot | None = None) -> CreateSalesOrde
     decided = Order.receive(delivery(snapshot or us_tax_exclusive()), ITEMS)
     assert decided.command is not None, "the order is paid and every SKU is known"
     return wire_command(decided.command)
+
+
+# ------------------------------------------------------------ the order after it was placed
+# Shopify's arithmetic after an edit or a refund (SHOPIFY.md): a removed line stays with its
+# original quantity and `current_quantity` says what is left; the current totals are what is
+# sold less what was refunded; a line's discount and tax for part of it are in proportion, to the
+# cent, the last units taking what is left. Written here on their own (never the domain's code),
+# so that the rules are checked against an independent statement of the figures.
+
+RefundLineSpec = tuple[int, int, str]  # (line id, units, restock_type)
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
+def _part(line: OrderLine, units: int) -> tuple[Decimal, Decimal]:
+    """(price x units - discount, tax) of `units` of a line."""
+    discount, tax = line.discount.amount, sum((t.amount.amount for t in line.tax_lines), ZERO)
+    if units != line.quantity:
+        share = Decimal(units) / Decimal(line.quantity)
+        discount = _cents(discount * share)
+        tax = sum((_cents(t.amount.amount * share) for t in line.tax_lines), ZERO)
+    return line.unit_price.amount * units - discount, tax
+
+
+def _refunded(snapshot: OrderSnapshot, line_id: int) -> tuple[int, Decimal, Decimal]:
+    found = [rl for r in snapshot.refunds for rl in r.lines if rl.line_id == line_id]
+    return (sum(rl.quantity for rl in found), sum((rl.subtotal.amount for rl in found), ZERO),
+            sum((rl.tax.amount for rl in found), ZERO))
+
+
+def _current(snapshot: OrderSnapshot) -> OrderSnapshot:
+    """The snapshot with Shopify's current totals for its lines, shipping and refunds."""
+    money = lambda amount: Money(amount, snapshot.currency)  # noqa: E731
+    subtotal = tax = ZERO
+    for line in snapshot.lines:
+        left = line.quantity if line.current_quantity is None else line.current_quantity
+        units, back, back_tax = _refunded(snapshot, line.line_id)
+        net, line_tax = _part(line, left + units)
+        subtotal += net - back
+        tax += line_tax - back_tax
+    shipping = sum((s.price.amount - s.discount.amount for s in snapshot.shipping_lines), ZERO)
+    shipping_tax = sum((t.amount.amount for s in snapshot.shipping_lines for t in s.tax_lines), ZERO)
+    extra = sum((-(a.amount.amount + (ZERO if snapshot.taxes_included else a.tax.amount))
+                 for r in snapshot.refunds for a in r.adjustments), ZERO)
+    extra_tax = sum((-a.tax.amount for r in snapshot.refunds for a in r.adjustments), ZERO)
+    total = subtotal + shipping + (ZERO if snapshot.taxes_included else tax + shipping_tax) - extra
+    return replace(snapshot, current_subtotal_price=money(subtotal), current_total_tax=money(tax + shipping_tax
+                                                                                               - extra_tax),
+                   current_total_price=money(total))
+
+
+def standing(snapshot: OrderSnapshot) -> OrderSnapshot:
+    """The order as Shopify states it from 2024-01 on: current_quantity and current totals too."""
+    lines = tuple(replace(line, current_quantity=line.quantity if line.current_quantity is None
+                          else line.current_quantity) for line in snapshot.lines)
+    return _current(replace(snapshot, lines=lines))
+
+
+def edited(snapshot: OrderSnapshot, *, remove: dict[int, int] | None = None, add: Iterable[Line] = (),
+           address: Address | None = None, minutes: int = 1) -> OrderSnapshot:
+    """The order after an edit (orders/updated): units removed from lines {line id: units},
+    lines added, the delivery address changed."""
+    base = standing(snapshot)
+    lines = []
+    for line in base.lines:
+        units = (remove or {}).get(line.line_id, 0)
+        lines.append(replace(line, current_quantity=line.current_quantity - units) if units else line)
+    money = lambda amount: Money(amount, base.currency)  # noqa: E731
+    next_id = max(line.line_id for line in base.lines) + 1
+    for offset, new in enumerate(add):
+        lines.append(OrderLine(
+            line_id=next_id + offset, sku=new.sku, title=new.title, variant_id=9900 + offset, quantity=new.quantity,
+            unit_price=money(new.price), discount=money(new.discount),
+            tax_lines=tuple(TaxLine(title=t, rate=r, amount=money(a)) for t, r, a in new.taxes),
+            current_quantity=new.quantity))
+    return _current(replace(base, lines=tuple(lines), updated_at=base.updated_at + timedelta(minutes=minutes),
+                            shipping_address=address if address is not None else base.shipping_address))
+
+
+def refunded(snapshot: OrderSnapshot, refund_id: int, *, lines: Iterable[RefundLineSpec] = (), shipping: bool = False,
+             amount: Decimal | None = None, gateway: str = "shopify_payments", minutes: int = 1,
+             paid: Decimal | None = None) -> tuple[Refund, OrderSnapshot]:
+    """(the refund, the order after it): `lines` [(line id, units, restock_type)], the shipping,
+    and/or an amount alone (a goodwill refund, stated as a refund discrepancy). `paid`: the
+    refund's transaction amount when it is not what the refund adds up to."""
+    base = standing(snapshot)
+    money = lambda value: Money(value, base.currency)  # noqa: E731
+    by_id = {line.line_id: line for line in base.lines}
+    refund_lines, given, new_lines = [], ZERO, dict(by_id)
+    for number, (line_id, units, restock) in enumerate(lines, start=1):
+        line = new_lines[line_id]
+        if units == line.current_quantity:  # the rest of the line: what is left, to the cent
+            done, back, back_tax = _refunded(base, line_id)
+            net, tax = _part(line, units + done)
+            net, tax = net - back, tax - back_tax
+        else:
+            net, tax = _part(line, units)
+        refund_lines.append(RefundLine(refund_line_id=refund_id * 100 + number, line_id=line_id, quantity=units,
+                                       subtotal=money(net), tax=money(tax), restock_type=restock))
+        new_lines[line_id] = replace(line, current_quantity=line.current_quantity - units)
+        given += net + (ZERO if base.taxes_included else tax)
+    adjustments = []
+    if shipping:
+        for s in base.shipping_lines:
+            price, tax = s.price.amount - s.discount.amount, sum((t.amount.amount for t in s.tax_lines), ZERO)
+            adjustments.append(OrderAdjustment(adjustment_id=refund_id * 100 + 90, kind="shipping_refund",
+                                               reason="Shipping refund", amount=money(-price), tax=money(-tax)))
+            given += price + (ZERO if base.taxes_included else tax)
+    if amount is not None:
+        adjustments.append(OrderAdjustment(adjustment_id=refund_id * 100 + 99, kind="refund_discrepancy",
+                                           reason="Refund discrepancy", amount=money(-amount), tax=money(ZERO)))
+        given += amount
+    when = base.updated_at + timedelta(minutes=minutes)
+    refund = Refund(refund_id=refund_id, shopify_order_id=base.shopify_order_id, created_at=when, note=None,
+                    lines=tuple(refund_lines), adjustments=tuple(adjustments),
+                    transactions=(PaymentTransaction(transaction_id=refund_id * 10, kind="refund", status="success",
+                                                     amount=money(given if paid is None else paid), gateway=gateway),))
+    after = _current(replace(base, lines=tuple(new_lines[line.line_id] for line in base.lines), updated_at=when,
+                             refunds=(*base.refunds, refund), financial_status="partially_refunded"))
+    return refund, after
+
+
+def cancelled_order(snapshot: OrderSnapshot, *, reason: str = "customer", minutes: int = 1) -> OrderSnapshot:
+    base = standing(snapshot)
+    when = base.updated_at + timedelta(minutes=minutes)
+    return replace(base, cancelled_at=when, cancel_reason=reason, updated_at=when)
+
+
+def refund_delivery(refund: Refund, webhook_id: str | None = None, received_at: datetime = NOW) -> RefundDelivery:
+    return RefundDelivery(webhook_id=webhook_id or str(uuid4()), topic="refunds/create", received_at=received_at,
+                          refund=refund)

@@ -187,8 +187,10 @@ async def test_unknown_sku_quarantines_then_release_after_mapping_sends_it(stack
                         "item_type": "stock", "components": [], "unit_of_measure": "EA"}]}
     (await stack_api.http.put(f"{stack_api.s.prima_base_url}/_sandbox/items", json=items)).raise_for_status()
     await stack_api.wait_for_item(sku)  # Prima's item fact has reached the order decider's read model
+    # the operator's release; the decider also releases a quarantined order by itself once its items
+    # exist (issue 8), so the release may find it already sent: then there is nothing to release
     result = await asyncio.to_thread(cli, "orders", "release", str(order_id))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0 or "nothing to release" in result.stdout, result.stdout + result.stderr
     row = await stack_api.wait_for_state(order_id, {"in_prima"})
     assert row["exceptions"][0]["status"] == "resolved"
     (so,) = await stack_api.sales_orders(order_id)

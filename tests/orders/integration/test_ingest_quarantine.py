@@ -150,7 +150,7 @@ async def test_redrive_of_a_quarantined_delivery_publishes_it_once_the_normalize
     headers = signed(body)
     webhook_id = headers["X-Shopify-Webhook-Id"]
 
-    def broken(_: bytes):
+    def broken(_: bytes, topic: str = "orders/paid"):
         raise Unparseable("invalid_order", "the body is not an order: (the normalizer's bug of the day)")
 
     app = ingest_env.app()

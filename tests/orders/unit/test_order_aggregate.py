@@ -367,7 +367,9 @@ def test_shopify_sample_body_parses_and_a_voided_order_is_not_sent():
     assert [li.sku for li in parsed.line_items] == [li["sku"] for li in body["line_items"]]
     assert parsed.line_items[0].unit_price.amount == D("199.00")
     order = Order.receive(delivery(snapshot(parsed), "orders/create"), ITEMS)
-    assert order.state is OrderState.AWAITING_PAYMENT
+    # voided and cancelled (cancel_reason "customer") before any capture: it never reaches Prima
+    assert order.state is OrderState.CANCELLED and order.command is None
+    assert events_of(order) == ["OrderReceived", "OrderCancelledBeforePrima"]
 
 
 # ------------------------------------------------- the application: a batch, saved at once

@@ -121,7 +121,10 @@ async def test_create_sales_order(client, db):
     assert so["sales_order_number"] == "SO-000001"
     assert r.headers["Location"] == "/v1/sales-orders/SO-000001"
     assert so["status"] == "open" and so["released_at"] is None
-    assert {k: so[k] for k in ORDER} == ORDER  # money comes back as the same decimal strings
+    # money comes back as the same decimal strings; each line with its documented defaults (an item line)
+    defaults = {"kind": "item", "account": None, "external_line_id": None}
+    assert {k: so[k] for k in ORDER} == {**ORDER, "lines": [{**line, **defaults} for line in ORDER["lines"]]}
+    assert so["version"] == 1 and so["cancelled_at"] is None and so["ship_to"] is None
     assert (await client.get("/v1/sales-orders/SO-000001", headers=AUTH)).json() == so
     found = await client.get("/v1/sales-orders", params={"external_reference": ORDER["external_reference"]},
                              headers=AUTH)
