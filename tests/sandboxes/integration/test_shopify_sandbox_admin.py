@@ -144,7 +144,13 @@ async def test_a_document_that_does_not_validate_is_http_200_with_errors(shop: S
 async def test_every_operation_the_integration_sends_is_covered_here():
     assert set(operation_names()) == {"BulkOperation", "BulkOperationRunQuery", "CatalogInventoryBulk",
                                       "InventoryItemsBySku", "InventoryLevels", "InventorySetQuantities",
-                                      "Locations", "ProductSetStatus"}
+                                      "Locations", "ProductSetStatus",
+                                      # the payout ingest's, run in test_shopify_sandbox_payouts.py
+                                      "Payouts", "PayoutBalanceTransactions",
+                                      # the order reconciler's, run against this sandbox in
+                                      # test_shopify_sandbox_orders.py and tests/orders/integration/test_reconciler.py
+                                      "ReconcileOrders", "ReconcileOrdersCount", "ReconcileOrderLines",
+                                      "ReconcileOrderRefunds", "ReconcileOrderIds"}
 
 
 async def test_locations_pages_with_first_and_after(shop: Sandbox):
