@@ -1,0 +1,158 @@
+"""The summary journal of a payout: one line per category (and per tax title and rate), the bank
+line equal to the payout's net, debits equal to credits to the cent. No variance, suspense or
+"unknown" line exists: the journal is built only for a payout whose transactions add up
+(domain/payouts/checks.py), and then it balances by construction (a test says so for every case).
+
+Signs: a transaction's amount is money into the Shopify balance when positive, so its category
+is credited (a sale) when positive and debited (a refund, a chargeback, a reserve held) when
+negative; a fee Shopify charged (positive) is debited to its fee category; the bank is debited
+with a deposit (credited with a withdrawal). Each category's amounts are netted into one line.
+
+A charge is split into sales, shipping, discounts and tax per jurisdiction from its order
+(domain/payouts/split.py); a charge whose order's amounts are not known goes whole to the
+unmatched-charges clearing account, as its own listed, unmatched transaction. The Payout waits
+for such orders first (PayoutPolicy.documents_grace, from when it first saw the payout), so that
+a payout read shortly after its orders, or while the documents lag, is journalled in full.
+
+A posted journal is never changed: a payout that fails or is cancelled after its journal gets a
+reversing journal (`reversal`), every line with debit and credit swapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from domain.payouts.accounts import AccountMapping
+from domain.payouts.categories import Category, categories_of
+from domain.payouts.checks import is_own_transfer
+from domain.payouts.split import charge_parts
+from domain.payouts.values import (
+    BalanceTransaction,
+    Journal,
+    JournalLine,
+    OrderDocument,
+    PayoutHeader,
+)
+
+ZERO = Decimal("0.00")
+# (category, tax title, tax rate): the key of a line
+LineKey = tuple[Category, str | None, Decimal | None]
+
+
+def external_reference(payout_id: int) -> str:
+    return f"shopify-payout:{payout_id}"
+
+
+def charges_in_clearing(payout: PayoutHeader, transactions: Sequence[BalanceTransaction],
+                        documents: Mapping[int, OrderDocument]) -> list[int]:
+    """The charges a journal built now would put whole on the unmatched-charges clearing account
+    (their order's amounts are not known yet): the ids, in order."""
+    found = []
+    for t in transactions:
+        if is_own_transfer(payout, t):
+            continue
+        category = categories_of(t.type)
+        if category is not None and category[0] is Category.SALES:
+            document = documents.get(t.order_id) if t.order_id is not None else None
+            if charge_parts(t.amount.amount, document) is None:
+                found.append(t.transaction_id)
+    return found
+
+
+def amounts_by_line(payout: PayoutHeader, transactions: Sequence[BalanceTransaction],
+                    documents: Mapping[int, OrderDocument]) -> dict[LineKey, Decimal]:
+    """Each line's signed amount (positive: credit), the bank included. Raises KeyError for a
+    transaction type without a category (checks.payout_problem holds such a payout first)."""
+    amounts: dict[LineKey, Decimal] = {}
+
+    def add(key: LineKey, amount: Decimal) -> None:
+        amounts[key] = amounts.get(key, ZERO) + amount
+
+    for t in transactions:
+        if is_own_transfer(payout, t):
+            continue
+        found = categories_of(t.type)
+        if found is None:
+            raise KeyError(f"no journal category for transaction type {t.type}")
+        category, fee_category = found
+        if category is Category.SALES:
+            document = documents.get(t.order_id) if t.order_id is not None else None
+            parts = charge_parts(t.amount.amount, document)
+            if parts is None:
+                add((Category.UNMATCHED_CHARGES, None, None), t.amount.amount)
+            else:
+                for part in parts:
+                    part_category = Category(part.category)
+                    tax = (part.tax_title, part.tax_rate) if part_category is Category.TAX else (None, None)
+                    add((part_category, *tax), part.amount)
+        else:
+            add((category, None, None), t.amount.amount)
+        if t.fee.amount:
+            add((fee_category, None, None), -t.fee.amount)
+    add((Category.BANK, None, None), -payout.net.amount)
+    return amounts
+
+
+def _description(accounts: AccountMapping, key: LineKey) -> str:
+    category, title, rate = key
+    if category is not Category.TAX:
+        return accounts.description(category)
+    account = accounts.tax.for_title(title)
+    name = account.description or accounts.description(Category.TAX)
+    rate_text = f" {(rate * 100).normalize():f}%" if rate is not None else ""
+    return f"{name}: {title}{rate_text}" if title else name
+
+
+def _account(accounts: AccountMapping, key: LineKey):
+    category, title, _ = key
+    return accounts.tax.for_title(title) if category is Category.TAX else accounts.account(category)
+
+
+def _order(key: LineKey) -> tuple[int, str, Decimal]:
+    category, title, rate = key
+    position = 0 if category is Category.BANK else list(Category).index(category) + 1
+    return position, title or "", rate if rate is not None else Decimal(-1)
+
+
+def build_journal(payout: PayoutHeader, transactions: Sequence[BalanceTransaction], accounts: AccountMapping,
+                  documents: Mapping[int, OrderDocument]) -> Journal:
+    """The payout's journal (the payout must add up: checks.payout_problem is None)."""
+    amounts = amounts_by_line(payout, transactions, documents)
+    lines = []
+    for key in sorted((k for k, v in amounts.items() if v != 0), key=_order):
+        amount = amounts[key]
+        account = _account(accounts, key)
+        lines.append(JournalLine(
+            line_number=len(lines) + 1, category=str(key[0]), account=account.account,
+            description=_description(accounts, key),
+            debit=-amount if amount < 0 else ZERO, credit=amount if amount > 0 else ZERO, tax_code=account.tax_code))
+    journal = Journal(external_reference=external_reference(payout.payout_id), journal_date=payout.issued_at,
+                      currency=payout.net.currency,
+                      description=f"Shopify payout {payout.payout_id} of {payout.issued_at.date().isoformat()}",
+                      lines=tuple(lines))
+    unbalanced = unbalanced_by(journal)
+    if unbalanced:  # cannot happen for a payout that adds up; never posted if it does
+        raise ValueError(f"journal of payout {payout.payout_id} does not balance by {unbalanced}")
+    return journal
+
+
+def unbalanced_by(journal: Journal) -> Decimal:
+    """Debits minus credits (zero for a journal that may be posted)."""
+    return journal.total_debit - journal.total_credit
+
+
+def bank_amount(journal: Journal) -> Decimal:
+    """The bank line's debit minus credit: the payout's net."""
+    return sum((line.debit - line.credit for line in journal.lines if line.category == Category.BANK), ZERO)
+
+
+def reversal(journal: Journal, journal_number: str, at: datetime) -> Journal:
+    """The journal that undoes a posted one: every line with debit and credit swapped."""
+    return Journal(
+        external_reference=f"{journal.external_reference}:reversal", journal_date=at, currency=journal.currency,
+        description=f"Reversal of {journal_number} ({journal.description})",
+        lines=tuple(replace(line, debit=line.credit, credit=line.debit) for line in journal.lines),
+        reverses=journal_number)
