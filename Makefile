@@ -5,6 +5,8 @@
 #   make bench [N=2000]                the stack, then benchmarks.orders
 #   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
 #   make chaos [CHAOS_ARGS=...]        the stack, then a chaos run (benchmarks.chaos; docs/reliability.md)
+#   make bench-replay [EVENTS=10000 BATCH=200]  the stack, then aggregate loads with and without snapshots (benchmarks.replay)
+#   make fuzz [FUZZ_EXAMPLES=2000]     the stack, then the edge fuzz tests at length; prints their figures (docs/reliability.md)
 #   make test-compose                  docker compose for real: images built offline, stack up, tests/compose (docs/docker.md)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -24,7 +26,7 @@ PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
 
-.PHONY: help venv up down test unit bench bench-inventory chaos logs status addresses clean test-compose
+.PHONY: help venv up down test unit bench bench-inventory bench-replay fuzz chaos logs status addresses clean test-compose
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -86,6 +88,19 @@ bench-inventory: up
 
 chaos: up
 	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
+
+bench-replay: up
+	$(PY) -m benchmarks.replay --events $${EVENTS:-10000} --batch $${BATCH:-200}
+
+# The fuzz tests of the edges (issue 13) with many more cases than `make test` gives them (150
+# each); the figures of each (cases, answers by status, 5xx, crashes, facts published) are printed
+# and kept in $(STATE_DIR)/fuzz.json; docs/reliability.md "Fuzzing the edges" records a run.
+FUZZ_TESTS := tests/orders/integration/test_ingest_fuzz.py tests/ops/integration/test_ops_api_fuzz.py
+fuzz: up
+	@mkdir -p $(STATE_DIR); rm -f $(STATE_DIR)/fuzz.json
+	@rc=0; FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} FUZZ_REPORT=$(STATE_DIR)/fuzz.json \
+	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning $(FUZZ_TESTS) || rc=$$?; \
+	$(PY) -m tests.fuzzing $(STATE_DIR)/fuzz.json; exit $$rc
 
 # The stack as Docker users run it (docs/docker.md), independent of `make up`: a Docker engine
 # (started, and stopped again, if none runs), the images built with no registry, `docker compose

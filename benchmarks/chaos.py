@@ -16,6 +16,9 @@ itself. It never sends an operator command. Faults:
 - Prima failing about 20% of sales-order calls with 500s, and some with answers slower than the
   client's timeout; then a window where Prima is down for longer than the gateway's retry budget.
 - Shopify: a throttle storm and 5xx answers while stock pushes go out.
+- 5% of orders are paid in the shop but none of their webhooks is ever delivered (the Shopify
+  sandbox holds them, `POST /_sandbox/orders`): only the order reconciler can find them
+  (services/shopify/reconciler.py, every RECONCILER_INTERVAL_SECONDS; 20 s in the local stack).
 
 At the end it reports, for this run only: orders sent, in Prima, lost, with more than one sales
 order; SKU-locations whose Shopify level is not Prima's available minus the buffer; open
@@ -53,8 +56,10 @@ SETTINGS = Settings()
 LOC = "gid://shopify/Location/1"
 WAREHOUSE = "WH-MAIN"
 PRIMA_SCHEMA = "prima_sandbox"
+UNDELIVERED = 0.05  # the share of orders whose webhooks are never delivered
 PROCESSES = ("order_decider", "outbox_relay", "prima_gateway", "projector", "stock_decider", "shopify_gateway",
-             "prima_ingest", "catalog_reader", "shopify_ingest", "ops_api")
+             "prima_ingest", "catalog_reader", "shopify_ingest", "ops_api", "reconciler", "payout_ingest",
+             "payout_decider")
 console = Console()
 
 
@@ -66,6 +71,7 @@ class Run:
     deliveries: int = 0
     retries: int = 0
     duplicates: int = 0
+    undelivered: int = 0  # orders whose webhooks were never delivered (the reconciler's to find)
     kills: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)  # what the chaos did, with the time
     stock_changes: int = 0
@@ -130,6 +136,11 @@ async def one_order(http: httpx.AsyncClient, run: Run, order_id: int, skus: list
     paid = random_paid_order(order_id, skus, rng)
     paid_id = f"chaos-{order_id}-paid"
     kind = rng.random()
+    if rng.random() < UNDELIVERED:  # paid in the shop, every webhook lost
+        if await held_by_the_shop(http, run, paid, deadline):
+            run.undelivered += 1
+            run.accepted.add(order_id)
+        return
     if kind < 0.1:  # created unpaid first, paid a little later
         created = copy.deepcopy(paid)
         created["financial_status"] = "pending"
@@ -149,6 +160,20 @@ async def one_order(http: httpx.AsyncClient, run: Run, order_id: int, skus: list
         late["updated_at"] = (datetime.fromisoformat(paid["updated_at"]) - timedelta(seconds=60)).isoformat()
         await asyncio.sleep(rng.uniform(0.5, 5.0))
         await deliver(http, run, "orders/updated", late, f"chaos-{order_id}-late", deadline)
+
+
+async def held_by_the_shop(http: httpx.AsyncClient, run: Run, order: dict, deadline: float) -> bool:
+    """The order exists in the shop (the Shopify sandbox), with no webhook ever sent for it."""
+    url = f"{SETTINGS.shopify_admin_url}/_sandbox/orders"
+    while time.monotonic() < deadline:
+        try:
+            response = await http.post(url, json={"orders": [order]})
+            if response.status_code < 300:
+                return True
+            raise AssertionError(f"the Shopify sandbox refused an order: {response.status_code} {response.text}")
+        except httpx.HTTPError:
+            await asyncio.sleep(1.0)
+    return False
 
 
 async def send_orders(http: httpx.AsyncClient, run: Run, n: int, rate: float, skus: list[str], seed: int,
@@ -419,7 +444,9 @@ def report(args: argparse.Namespace, run: Run, v: Verdict, healed_in: float) -> 
         ("SKU-locations not converged", len(v.not_converged)), ("open exceptions of the run", len(v.open_exceptions)),
         ("manual actions needed", v.manual_actions), ("operator commands sent by the run", 0),
         ("webhook deliveries (incl. retries)", run.deliveries), ("deliveries retried (not 2xx)", run.retries),
-        ("orders delivered twice", run.duplicates), ("kill -9 sent", len(run.kills)),
+        ("orders delivered twice", run.duplicates),
+        ("orders whose webhooks were never delivered (found by the reconciler)", run.undelivered),
+        ("kill -9 sent", len(run.kills)),
         ("distinct processes killed", f"{len(set(run.kills))} of {len(PROCESSES)}"),
         ("Prima stock changes", run.stock_changes), ("healed within (after the chaos)", f"{healed_in:.1f} s"),
     ]
@@ -430,10 +457,11 @@ def report(args: argparse.Namespace, run: Run, v: Verdict, healed_in: float) -> 
                         ("open exceptions", v.open_exceptions)):
         if items:
             console.print(f"[red]{what} ({len(items)}): {items[:20]}[/red]")
-    console.print(json.dumps({"sent": v.sent, "in_prima": v.in_prima, "lost": len(v.lost), "doubled": len(v.doubled),
-                              "not_converged": len(v.not_converged), "open_exceptions": len(v.open_exceptions),
-                              "manual_actions": v.manual_actions, "kills": len(run.kills), "processes_killed": len(set(run.kills)),
-                              "healed_in_seconds": round(healed_in, 1)}))
+    print(json.dumps({"sent": v.sent, "in_prima": v.in_prima, "lost": len(v.lost), "doubled": len(v.doubled),
+                      "not_converged": len(v.not_converged), "open_exceptions": len(v.open_exceptions),
+                      "manual_actions": v.manual_actions, "kills": len(run.kills), "processes_killed": len(set(run.kills)),
+                      "processes": len(PROCESSES), "undelivered": run.undelivered,
+                      "healed_in_seconds": round(healed_in, 1)}), flush=True)
     print_machine()
 
 

@@ -3,8 +3,9 @@
 Operator commands (topic shopify-prima.operations.v1) are how a person changes anything: the ops
 API and the CLI publish them, and the process that owns the state handles them (the order
 decider releases an order, the stock decider a SKU-location, the catalogue reader runs a full
-comparison, the projector rebuilds a read model, a gateway retries a parked command, and any
-consumer group re-drives one of its dead letters). Nothing else writes another process's
+comparison, the projector rebuilds a read model, a gateway retries a parked command, the order
+reconciler reads Shopify's orders since a time, and any consumer group re-drives one of its dead
+letters). Nothing else writes another process's
 tables or the event store.
 
 Dead letters (topic shopify-prima.dead-letters.v1): a message a consumer group could not handle
@@ -19,7 +20,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.validation import Code, Id
 
 
 class _Frozen(BaseModel):
@@ -28,7 +31,7 @@ class _Frozen(BaseModel):
 
 class _OperatorCommand(_Frozen):
     command_id: UUID
-    requested_by: str = Field(max_length=200)
+    requested_by: Code = Field(max_length=200)
     requested_at: datetime
 
 
@@ -36,15 +39,24 @@ class ReleaseOrder(_OperatorCommand):
     """Decide a quarantined or failed order again (after its cause was fixed)."""
 
     message_type: Literal["ReleaseOrder"] = "ReleaseOrder"
-    shopify_order_id: int
+    shopify_order_id: Id
+
+
+class ResolveOrderChange(_OperatorCommand):
+    """A change held at the warehouse cut-off was dealt with by hand in Prima: the order decider
+    takes the order as it stands as what Prima holds (or, a cancellation, as cancelled)."""
+
+    message_type: Literal["ResolveOrderChange"] = "ResolveOrderChange"
+    shopify_order_id: Id
+    note: str = Field("", max_length=500)
 
 
 class ReleaseStockLevel(_OperatorCommand):
     """Decide a SKU-location again after a rejected or failed push was looked at."""
 
     message_type: Literal["ReleaseStockLevel"] = "ReleaseStockLevel"
-    sku: str
-    location_id: str
+    sku: Code
+    location_id: Code
 
 
 class RequestFullComparison(_OperatorCommand):
@@ -58,7 +70,7 @@ class RebuildProjection(_OperatorCommand):
     """Empty a read model and rebuild it from offset zero of its topic."""
 
     message_type: Literal["RebuildProjection"] = "RebuildProjection"
-    projection: str
+    projection: Code
 
 
 class RetryParkedCommand(_OperatorCommand):
@@ -81,9 +93,44 @@ class RedriveDeadLetter(_OperatorCommand):
     headers: dict[str, str]
 
 
+class ReconcileOrders(_OperatorCommand):
+    """Ask Shopify for every order updated since `since` and feed what the integration has not
+    seen (the order reconciler, services/shopify/reconciler.py); follow it by its run_id."""
+
+    message_type: Literal["ReconcileOrders"] = "ReconcileOrders"
+    run_id: UUID
+    since: AwareDatetime
+
+
+class RequestPayoutIngest(_OperatorCommand):
+    """Read Shopify's payouts now (the payout ingest, services/payouts/ingest.py): one payout
+    (read again whatever was published before), or every payout issued since a date."""
+
+    message_type: Literal["RequestPayoutIngest"] = "RequestPayoutIngest"
+    run_id: UUID
+    payout_id: Id | None = None
+    since: AwareDatetime | None = None
+
+
+class RematchPayout(_OperatorCommand):
+    """Match a payout's transactions to their Prima documents again (the payout decider); without
+    a payout, every payout with unmatched transactions."""
+
+    message_type: Literal["RematchPayout"] = "RematchPayout"
+    payout_id: Id | None = None
+
+
+class ReleasePayout(_OperatorCommand):
+    """Decide a held payout, or one whose journal Prima refused or the gateway parked, again
+    (after its cause was fixed); the payout decider."""
+
+    message_type: Literal["ReleasePayout"] = "ReleasePayout"
+    payout_id: Id
+
+
 OperatorCommand = Annotated[
-    ReleaseOrder | ReleaseStockLevel | RequestFullComparison | RebuildProjection | RetryParkedCommand
-    | RedriveDeadLetter,
+    ReleaseOrder | ResolveOrderChange | ReleaseStockLevel | RequestFullComparison | RebuildProjection | RetryParkedCommand
+    | RedriveDeadLetter | ReconcileOrders | RequestPayoutIngest | RematchPayout | ReleasePayout,
     Field(discriminator="message_type"),
 ]
 

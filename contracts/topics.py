@@ -13,11 +13,15 @@ from pydantic import BaseModel
 
 from contracts.inventory.events import StockEvent
 from contracts.orders.events import OrderEvent
+from contracts.payouts.events import PayoutEvent
 from contracts.platform import DeadLetterMessage, OperatorCommand
 from contracts.prima.inventory import PrimaInventoryFact
+from contracts.prima.journals import JournalOutcome, PostJournal
 from contracts.prima.sales_orders import PrimaCommand, PrimaOutcome
 from contracts.shopify.inventory import ShopifyCommand, ShopifyInventoryFact, ShopifyOutcome
 from contracts.shopify.orders import ShopifyOrderReceived
+from contracts.shopify.refunds import ShopifyOrderEditReceived, ShopifyRefundReceived
+from contracts.shopify.payouts import ShopifyPayoutObserved, ShopifyPayoutTransactionsRead
 
 
 def members_of(union: object) -> tuple[type[BaseModel], ...]:
@@ -56,25 +60,29 @@ _KEEP_FOREVER = {"retention.ms": "-1"}  # min.insync.replicas and the replicatio
 SHOPIFY_ORDERS = TopicSpec(
     name="shopify.orders.v1",
     key="Shopify order id",
-    description="Order webhooks (orders/create, orders/paid, orders/updated) as accepted by the "
-    "ingest, normalized to ShopifyOrderReceived.",
-    messages=(ShopifyOrderReceived,),
+    description="Order webhooks (orders/create, orders/paid, orders/updated, orders/cancelled) as "
+    "accepted by the ingest, normalized to ShopifyOrderReceived; refunds/create to ShopifyRefundReceived; "
+    "orders/edited to ShopifyOrderEditReceived (or ShopifyOrderReceived when its body is the order).",
+    messages=(ShopifyOrderReceived, ShopifyRefundReceived, ShopifyOrderEditReceived),
     config=_KEEP_FOREVER,
 )
 PRIMA_COMMANDS = TopicSpec(
     name="prima.commands.v1",
-    key="Shopify order id",
-    description="Commands to Prima decided by the aggregates (CreateSalesOrder), relayed from "
-    "the event store's notification log.",
-    messages=members_of(PrimaCommand),
+    key="Shopify order id (a payout's journal: payout:<id>)",
+    description="Commands to Prima decided by the aggregates (CreateSalesOrder, AmendSalesOrder, "
+    "CancelSalesOrder, CreateCreditMemo; PostJournal of the payouts), relayed from the event store's "
+    "notification log.",
+    messages=(*members_of(PrimaCommand), PostJournal),
     config=_KEEP_FOREVER,
 )
 PRIMA_OUTCOMES = TopicSpec(
     name="prima.outcomes.v1",
-    key="Shopify order id",
-    description="What Prima answered to a command: PrimaSalesOrderCreated, PrimaSalesOrderRejected, "
-    "or PrimaSalesOrderParked (the gateway parked the command after its retries).",
-    messages=members_of(PrimaOutcome),
+    key="Shopify order id (a payout's journal: payout:<id>)",
+    description="What Prima answered to a command: PrimaSalesOrderCreated, PrimaSalesOrderAmended, "
+    "PrimaSalesOrderCancelled, PrimaSalesOrderChangeRefused (past the cut-off), PrimaCreditMemoCreated, "
+    "PrimaSalesOrderRejected, or PrimaSalesOrderParked (the gateway parked the command after its retries); the same three for a "
+    "payout's journal (PrimaJournalPosted, PrimaJournalRejected, PrimaJournalParked).",
+    messages=(*members_of(PrimaOutcome), *members_of(JournalOutcome)),
     config=_KEEP_FOREVER,
 )
 ORDER_EVENTS = TopicSpec(
@@ -132,8 +140,9 @@ STOCK_EVENTS = TopicSpec(
 OPERATIONS = TopicSpec(
     name="shopify-prima.operations.v1",
     key="the subject: Shopify order id, SKU, run, projection or dead letter id",
-    description="Operator commands from the ops API and the CLI (ReleaseOrder, ReleaseStockLevel, "
-    "RequestFullComparison, RebuildProjection, RetryParkedCommand, RedriveDeadLetter), each handled "
+    description="Operator commands from the ops API and the CLI (ReleaseOrder, ResolveOrderChange, ReleaseStockLevel, "
+    "RequestFullComparison, RebuildProjection, RetryParkedCommand, RedriveDeadLetter, ReconcileOrders, "
+    "RequestPayoutIngest, RematchPayout, ReleasePayout), each handled "
     "by the process that owns what it changes.",
     messages=members_of(OperatorCommand),
     config={"retention.ms": str(30 * 24 * 3600 * 1000)},
@@ -147,13 +156,33 @@ DEAD_LETTERS = TopicSpec(
     config=_KEEP_FOREVER,
 )
 
+SHOPIFY_PAYOUTS = TopicSpec(
+    name="shopify.payouts.v1",
+    key="payout:<Shopify payout id>",
+    description="Shopify Payments payouts read from the Admin GraphQL API by the payout ingest: each read "
+    "is the payout's balance transactions in pages (ShopifyPayoutTransactionsRead), then the payout "
+    "itself with what the read listed (ShopifyPayoutObserved).",
+    messages=(ShopifyPayoutTransactionsRead, ShopifyPayoutObserved),
+    config=_KEEP_FOREVER,
+)
+PAYOUT_EVENTS = TopicSpec(
+    name="shopify-prima.payout-events.v1",
+    key="payout:<Shopify payout id>",
+    description="Domain events of the Payout aggregate (transactions read, payout observed, held, matched, "
+    "journal requested and posted, reversed), in notification-log order. The payout-reconciliation "
+    "read model is built from it.",
+    messages=members_of(PayoutEvent),
+    config=_KEEP_FOREVER,
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS,
     PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, STOCK_EVENTS,
-    OPERATIONS, DEAD_LETTERS,
+    OPERATIONS, DEAD_LETTERS, SHOPIFY_PAYOUTS, PAYOUT_EVENTS,
 )
 # Topics whose messages share one message_type and are told apart by event_type.
-_UNIONS: dict[str, object] = {ORDER_EVENTS.name: OrderEvent, STOCK_EVENTS.name: StockEvent}
+_UNIONS: dict[str, object] = {ORDER_EVENTS.name: OrderEvent, STOCK_EVENTS.name: StockEvent,
+                              PAYOUT_EVENTS.name: PayoutEvent}
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
 

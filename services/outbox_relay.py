@@ -7,11 +7,12 @@ import asyncio
 
 from services.inventory.outbox import STOCK_RELAY
 from services.orders.outbox import ORDER_RELAY
+from services.payouts.outbox import PAYOUT_RELAY
 from services.platform.kafka import make_broker
 from services.platform.outbox import Relay
 from services.platform.runner import Worker, run_worker
 
-RELAY_TABLES = (ORDER_RELAY, STOCK_RELAY)
+RELAY_TABLES = (ORDER_RELAY, STOCK_RELAY, PAYOUT_RELAY)
 
 
 async def main(worker: Worker) -> None:

@@ -14,6 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from contracts.topics import ALL_TOPICS, TopicSpec
 from domain.inventory.application import InventoryApplication
 from domain.orders.application import OrderApplication
+from domain.payouts.application import PayoutApplication
 from services.platform import migrations
 from services.platform.settings import Settings, get_settings
 
@@ -53,6 +54,7 @@ def create_schemas(settings: Settings) -> str | None:
     # The event store's tables, created once here rather than raced by the services at start-up.
     OrderApplication(env=settings.eventsourcing_env(create_tables=True)).close()
     InventoryApplication(env=settings.eventsourcing_env(create_tables=True)).close()
+    PayoutApplication(env=settings.eventsourcing_env(create_tables=True)).close()
     return migrations.current(settings.database_url)
 
 

@@ -41,6 +41,9 @@ stock_decider    services.inventory.decider      SHOPIFY_PRIMA_STOCK_DECIDER_MET
 shopify_gateway  services.shopify.gateway        SHOPIFY_PRIMA_SHOPIFY_GATEWAY_METRICS_PORT 9106 /metrics
 prima_ingest     services.prima.poller           SHOPIFY_PRIMA_PRIMA_INGEST_METRICS_PORT    9107 /metrics
 catalog_reader   services.shopify.catalog_reader SHOPIFY_PRIMA_CATALOG_READER_METRICS_PORT  9108 /metrics
+reconciler       services.shopify.reconciler     SHOPIFY_PRIMA_RECONCILER_METRICS_PORT      9111 /metrics
+payout_ingest    services.payouts.ingest         SHOPIFY_PRIMA_PAYOUT_INGEST_METRICS_PORT   9112 /metrics
+payout_decider   services.payouts.decider        SHOPIFY_PRIMA_PAYOUT_DECIDER_METRICS_PORT  9113 /metrics
 shopify_ingest   services.shopify.ingest         SHOPIFY_PRIMA_INGEST_PORT                  8081 /health
 ops_api          services.ops.api                SHOPIFY_PRIMA_OPS_API_PORT                 8080 /health
 "

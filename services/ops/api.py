@@ -3,10 +3,11 @@
 requires `Authorization: Bearer <SHOPIFY_PRIMA_OPS_API_TOKEN>` (the OpenAPI document and /docs
 too); without a configured token the API does not start.
 
-Reads: orders, inventory health, exceptions (orders, inventory, dead letters), parked commands,
-projections (positions, rebuilds), full-comparison runs.
+Reads: orders, inventory health, exceptions (orders, inventory, dead letters, the order
+reconciler's), parked commands, projections (positions, rebuilds), full-comparison runs, reconcile
+runs and the orphan watch (services/ops/reconcile_routes.py).
 Writes (202 Accepted, the command's id): release an order, release a SKU-location, run a full
-comparison, rebuild a read model, retry a parked command, re-drive a dead letter.
+comparison, rebuild a read model, retry a parked command, re-drive a dead letter, reconcile orders.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from contracts.platform import (
     RebuildProjection,
@@ -36,14 +38,16 @@ from contracts.platform import (
 )
 from contracts.prima.inventory import sku_key
 from contracts.topics import OPERATIONS, order_key
+from contracts.validation import Code
 from projections import PROJECTIONS, READ_MODELS
 from projections import inventory_health as ih
 from projections.order_sync import ORDER_SYNC
+from services.ops import order_routes, payout_routes, reconcile_routes
 from services.platform.kafka import Outgoing, make_broker, publish_within
 from services.platform.runner import run_http, start_broker
 from services.platform.settings import Settings, get_settings
 
-EXCEPTION_SOURCES = ("order", "inventory", "dead_letter")
+EXCEPTION_SOURCES = ("order", "inventory", "dead_letter", "reconciler", "payout")
 MAX_ORDER_ID = 2**63 - 1
 
 
@@ -66,8 +70,36 @@ class Accepted(BaseModel):
 
 
 class StockRelease(BaseModel):
-    sku: str = Field(min_length=1, max_length=255)
-    location_id: str = Field(min_length=1, max_length=255)
+    sku: Code = Field(min_length=1)
+    location_id: Code = Field(min_length=1)
+
+
+def _problems(errors: list[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors without the input (never echoed: it may be large, or a customer's) and
+    at most ten of them."""
+    return [{"loc": [str(part)[:100] for part in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200],
+             "type": e.get("type")} for e in errors[:10]]
+
+
+def refuse_bad_input(app: FastAPI) -> None:
+    """Nothing a client sends is a 500 (issue 13), on every route, those to come included:
+    a path, query or body that does not validate is 422 without its input echoed; a command the
+    contracts refuse (contracts/validation.py: a NUL, an id beyond int64) is 422; a value
+    PostgreSQL cannot take (asyncpg's DataError: a NUL in text, a number out of range) is 422."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _problems(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_command(request: Request, exc: ValidationError) -> JSONResponse:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        return JSONResponse({"detail": _problems(errors)}, status_code=422)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def invalid_value(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        return JSONResponse({"detail": f"a parameter is not a value the read models hold ({type(exc).__name__})"},
+                            status_code=422)
 
 
 def create_app(settings: Settings | None = None, *, operations_topic: str = OPERATIONS.name) -> FastAPI:
@@ -104,6 +136,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
     app = FastAPI(title="shopify-prima ops API", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     auth = [Depends(require_token)]
+    refuse_bad_input(app)
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(asyncpg.InterfaceError)
@@ -125,6 +158,13 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
     def stamp(requested_by: str) -> dict[str, Any]:
         return {"command_id": uuid4(), "requested_by": requested_by[:200], "requested_at": datetime.now(UTC)}
 
+    # the order reconciler's routes (/orders/reconcile, /orders/orphans) before /orders/{shopify_order_id}
+    reconcile_routes.register(app, send, stamp, auth)
+    # the payout flow's routes (/payouts, /payouts/report, /payouts/{payout_id}, its commands)
+    payout_routes.register(app, send, stamp, auth, settings.payout_unpaid_after_days)
+    # the order lifecycle's routes (/orders/{id}/resolve, /credit-memos)
+    order_routes.register(app, send, stamp, auth)
+
     # -- orders ---------------------------------------------------------------------------------
 
     @app.get("/orders/{shopify_order_id}", dependencies=auth)
@@ -135,13 +175,14 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
             raise HTTPException(404, f"order {shopify_order_id} not seen")
         exceptions = await pool.fetch(
             "SELECT * FROM readmodel.exceptions WHERE shopify_order_id = $1 ORDER BY raised_at", shopify_order_id)
-        return {**_row(row), "exceptions": [_row(e) for e in exceptions]}
+        return {**_row(row), "exceptions": [_row(e) for e in exceptions],
+                **await order_routes.details(pool, shopify_order_id, row)}
 
     @app.get("/orders", dependencies=auth)
     async def list_orders(request: Request, state: str | None = Query(None),
                           limit: int = Query(100, ge=1, le=1000)):
         if state is not None and state not in ORDER_SYNC.states:
-            raise HTTPException(422, f"unknown state {state!r}; one of {', '.join(ORDER_SYNC.states)}")
+            raise HTTPException(422, f"unknown state; one of {', '.join(ORDER_SYNC.states)}")
         rows = await request.app.state.pool.fetch(
             "SELECT * FROM readmodel.order_sync WHERE ($1::text IS NULL OR state = $1) "
             "ORDER BY last_event_at DESC LIMIT $2", state, limit)
@@ -168,7 +209,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
 
     @app.get("/exceptions", dependencies=auth)
     async def list_exceptions(request: Request, status: str = Query("open", pattern="^(open|resolved|all)$"),
-                              source: str = Query("all", pattern="^(order|inventory|dead_letter|all)$"),
+                              source: str = Query("all", pattern="^(order|inventory|dead_letter|reconciler|payout|all)$"),
                               limit: int = Query(100, ge=1, le=1000)):
         """Order, inventory and dead-letter exceptions, newest first; each names its `source`."""
         pool = request.app.state.pool
@@ -188,6 +229,11 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
                 "SELECT * FROM readmodel.dead_letters WHERE ($1 = 'all' OR status = $1) "
                 "ORDER BY dead_lettered_at DESC LIMIT $2", status, limit)
             found += [_dead_letter_exception(r) for r in rows]
+        if source in ("reconciler", "all"):
+            found += [reconcile_routes.exception_record(r)
+                      for r in await reconcile_routes.reconciler_exceptions(pool, status, limit)]
+        if source in ("payout", "all"):
+            found += [payout_routes.exception_record(r) for r in await payout_routes.payout_exceptions(pool, status, limit)]
         found.sort(key=lambda e: (e["raised_at"], str(e["exception_id"])), reverse=True)
         return {"exceptions": found[:limit]}
 
@@ -308,7 +354,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
                              sku: str | None = Query(None, max_length=255, description="SKU prefix"),
                              limit: int = Query(100, ge=1, le=1000)):
         if state is not None and state not in ih.STATES:
-            raise HTTPException(422, f"unknown state {state!r}; one of {', '.join(ih.STATES)}")
+            raise HTTPException(422, f"unknown state; one of {', '.join(ih.STATES)}")
         rows = await request.app.state.pool.fetch(
             "SELECT * FROM readmodel.inventory_health WHERE ($1::text IS NULL OR state = $1) "
             "AND ($2::text IS NULL OR starts_with(sku, $2)) ORDER BY updated_at DESC, sku, location_id LIMIT $3",

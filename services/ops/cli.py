@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from projections.order_sync import CREDIT_MEMO_STATES, ORDER_SYNC
 from services.platform.settings import get_settings
 
 app = typer.Typer(help="Operate the Shopify-Prima integration.", no_args_is_help=True)
@@ -119,18 +121,55 @@ def _subject(e: dict) -> str:
         return f"{e['sku']}" + (f" @ {e['location_id']}" if e.get("location_id") else "")
     if e.get("source") == "dead_letter":
         return f"dead letter of {e['payload']['consumer_group']}"
+    if e.get("source") == "payout":
+        return f"payout {e['payload']['payout_id']}" + (
+            f" transaction {e['payload']['transaction_id']}" if e["payload"].get("transaction_id") else "")
+    if e.get("source") == "reconciler" and e["payload"].get("sales_order_number"):
+        return f"Prima sales order {e['payload']['sales_order_number']}"
     return f"{e['shopify_order_id']} {e['order_name']}"
 
 
 @orders_app.command("show")
-def orders_show(shopify_order_id: int) -> None:
-    """One order: state, Prima sales order, totals, exceptions."""
-    console.print_json(json.dumps(_get(f"/orders/{shopify_order_id}"), default=str))
+def orders_show(shopify_order_id: int,
+                as_json: bool = typer.Option(False, "--json", help="the ops API's answer as it is")) -> None:
+    """One order: state, Prima sales order, cut-off state, totals, its timeline (every fact and
+    decision with its time), its credit memos and its exceptions."""
+    order = _get(f"/orders/{shopify_order_id}")
+    if as_json:
+        console.print_json(json.dumps(order, default=str))
+        return
+    cutoff = order.get("cutoff") or {}
+    console.print(f"[bold]order {order['shopify_order_id']} {order['order_name']}[/bold]: {order['state']}")
+    console.print(f"  Prima sales order {order['prima_sales_order_number'] or '-'} "
+                  f"(status {cutoff.get('prima_status') or '-'}); cut-off: {cutoff.get('state') or '-'}"
+                  + (f" ({cutoff['detail']})" if cutoff.get("detail") else ""))
+    console.print(f"  total {order['total_price']} {order['currency']}, tax {order['total_tax']}"
+                  + (f"; cancelled {_when(order['cancelled_at'])} ({order['cancel_reason']})"
+                     if order.get("cancelled_at") else ""))
+    if order.get("last_change"):
+        console.print(f"  last change sent: {order['last_change']}")
+    table = Table(title="timeline")
+    for column in ("#", "when", "what"):
+        table.add_column(column)
+    for entry in order.get("timeline", []):
+        table.add_row(str(entry["aggregate_version"]), _when(entry["at"]), entry["summary"])
+    console.print(table)
+    if order.get("credit_memos"):
+        table = Table(title="credit memos (one per Shopify refund)")
+        for column in ("refund", "state", "credit memo", "refunded", "memo total", "restock", "problem"):
+            table.add_column(column)
+        for memo in order["credit_memos"]:
+            table.add_row(str(memo["refund_id"]), memo["state"], memo["credit_memo_number"] or "-",
+                          f"{_n(memo['refunded'])} {memo['currency'] or ''}", _n(memo["total"]),
+                          ", ".join(memo["restock_types"]) or "-", memo["problem"] or "")
+        console.print(table)
+    for e in order.get("exceptions", []):
+        if e["status"] == "open":
+            console.print(f"[red]{e['kind']}[/red]: {e['reason']}\n  -> {e['action']}")
 
 
 @orders_app.command("list")
-def orders_list(state: str | None = typer.Option(None, help="received, awaiting_payment, quarantined, sent, "
-                                                            "in_prima, failed"),
+def orders_list(state: str | None = typer.Option(None, help=", ".join(ORDER_SYNC.states)),
                 limit: int = typer.Option(50, min=1, max=1000)) -> None:
     """Orders, most recently changed first."""
     params: dict[str, Any] = {"limit": limit}
@@ -152,9 +191,10 @@ def orders_release(shopify_order_id: int, by: str = typer.Option(USER, help="who
     """Decide a quarantined or failed order again (after fixing its cause, e.g. the item in Prima).
     Sends ReleaseOrder to the order decider."""
     before = _get(f"/orders/{shopify_order_id}")
-    if before["state"] not in ("quarantined", "failed"):
-        console.print(f"[yellow]order {shopify_order_id} is {before['state']}, not quarantined or failed: "
-                      "nothing to release[/yellow]")
+    held = [e for e in before.get("exceptions", []) if e["status"] == "open"]
+    if before["state"] not in ("quarantined", "failed", "after_cutoff") and not held:
+        console.print(f"[yellow]order {shopify_order_id} is {before['state']} with no open exception (not "
+                      "quarantined, failed, held at the cut-off, nor a credit memo held): nothing to release[/yellow]")
         raise typer.Exit(1)
     accepted = _post(f"/orders/{shopify_order_id}/release", requested_by=by)
     console.print(f"release of order {shopify_order_id} sent (command {accepted['command_id']})")
@@ -169,6 +209,44 @@ def orders_release(shopify_order_id: int, by: str = typer.Option(USER, help="who
         console.print(f"[yellow]order {shopify_order_id} has not moved yet (still {before['state']}); "
                       "is the order decider running?[/yellow]")
         raise typer.Exit(1)
+
+
+@orders_app.command("resolve")
+def orders_resolve(shopify_order_id: int, note: str = typer.Option("", help="what was done in Prima"),
+                   by: str = typer.Option(USER, help="who dealt with it"),
+                   wait: float = typer.Option(10.0, help="seconds to wait for the order to move (0: do not wait)")
+                   ) -> None:
+    """A change held at the warehouse cut-off (state after_cutoff) was dealt with by hand in Prima:
+    the order decider takes the order as it stands as what Prima holds (a cancellation: as
+    cancelled). Sends ResolveOrderChange."""
+    before = _get(f"/orders/{shopify_order_id}")
+    accepted = _post(f"/orders/{shopify_order_id}/resolve", note=note, requested_by=by)
+    console.print(f"resolution of order {shopify_order_id} sent (command {accepted['command_id']})")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        order = _get(f"/orders/{shopify_order_id}")
+        if order["last_event_version"] != before["last_event_version"]:
+            console.print(f"order {shopify_order_id}: now {order['state']}")
+            return
+        time.sleep(0.5)
+    if wait:
+        console.print(f"[yellow]order {shopify_order_id} has not moved yet; is the order decider running?[/yellow]")
+        raise typer.Exit(1)
+
+
+@orders_app.command("credit-memos")
+def orders_credit_memos(state: str | None = typer.Option(None, help=", ".join(CREDIT_MEMO_STATES)),
+                        limit: int = typer.Option(50, min=1, max=1000)) -> None:
+    """Credit memos, one per Shopify refund, most recently changed first."""
+    params: dict[str, Any] = {"limit": limit, **({"state": state} if state else {})}
+    table = Table(title=f"credit memos{f' ({state})' if state else ''}")
+    for column in ("refund", "order", "state", "credit memo", "sales order", "refunded", "memo total", "problem"):
+        table.add_column(column)
+    for memo in _get("/credit-memos", **params)["credit_memos"]:
+        table.add_row(str(memo["refund_id"]), str(memo["shopify_order_id"]), memo["state"],
+                      memo["credit_memo_number"] or "-", memo["sales_order_number"] or "-",
+                      f"{_n(memo['refunded'])} {memo['currency'] or ''}", _n(memo["total"]), memo["problem"] or "")
+    console.print(table)
 
 
 def _when(value: str | None) -> str:
@@ -446,6 +524,100 @@ def parked_retry(command_id: str, by: str = typer.Option(USER, help="who asks"))
     """Send a parked command again (same idempotency key: never a second document)."""
     accepted = _post(f"/parked-commands/{quote(command_id, safe='')}/retry", requested_by=by)
     console.print(f"retry of {command_id} sent (command {accepted['command_id']}): {accepted['detail']}")
+
+
+# ------------------------------------------------------------------------------ the order reconciler
+
+_AGO = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`--since`: an ISO 8601 time (with its offset; without one it is taken as UTC), or a
+    duration ago: 90s, 30m, 2h, 3d."""
+    value = value.strip()
+    match = _AGO.match(value)
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither an ISO 8601 time nor a duration such as 30m, 2h or 3d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def reconcile(
+    since: str = typer.Option(..., "--since", help="orders updated since: 2026-11-02T10:00:00+00:00, or 30m, 2h, 3d ago"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the run to its end"),
+    timeout: float = typer.Option(600.0, help="seconds to wait in all"),
+    interval: float = typer.Option(1.0, hidden=True, help="seconds between checks"),
+    by: str = typer.Option(USER, help="who asks"),
+) -> None:
+    """Read every order Shopify updated since a time and feed those the integration has not seen
+    (ReconcileOrders to the order reconciler), with a progress bar over the orders read."""
+    start = parse_since(since)
+    run_id = _post("/orders/reconcile", since=start.isoformat(), requested_by=by)["run_id"]
+    console.print(f"reconcile run {run_id} requested: orders updated since {start.isoformat()}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    with Progress(SpinnerColumn(), TextColumn("reading Shopify's orders"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("orders", total=None, info="requested")
+        while True:
+            view = _get_or_none(f"/orders/reconcile/{run_id}")
+            run = view["run"] if view else {"status": "requested"}
+            read = run.get("orders_read") or 0
+            info = f"{run['status']}: {run.get('orders_fed') or 0} fed, {run.get('orders_known') or 0} already seen"
+            if run["status"] == "done":
+                bar.update(task, total=max(run.get("orders_total") or 0, read), completed=read, info=info)
+                break
+            bar.update(task, total=run.get("orders_total"), completed=read, info=info)
+            if run["status"] == "failed":
+                bar.stop()
+                console.print(f"[red]reconcile run {run_id} failed: {run.get('error') or 'no error recorded'}[/red]")
+                raise typer.Exit(1)
+            if time.monotonic() >= deadline:
+                bar.stop()
+                console.print(f"[red]timed out after {timeout:g}s: reconcile run {run_id} is still {run['status']} "
+                              "(is the order reconciler running?)[/red]")
+                raise typer.Exit(1)
+            time.sleep(interval)
+    console.print(f"reconcile run {run_id}: {read} orders read, {run.get('orders_fed') or 0} fed to the order decider, "
+                  f"{run.get('orders_known') or 0} the integration had seen")
+    for fed in view["fed"][:20]:
+        console.print(f"  fed order {fed['shopify_order_id']} (updated {_when(fed['shopify_updated_at'])}): "
+                      f"shopify-prima orders show {fed['shopify_order_id']}")
+    if len(view["fed"]) > 20:
+        console.print(f"  ... and {len(view['fed']) - 20} more")
+    if run.get("orders_unreadable"):
+        console.print(f"[yellow]{run['orders_unreadable']} order(s) could not be fed: see "
+                      "`shopify-prima orders orphans --kind unreadable_order`[/yellow]")
+
+
+@orders_app.command("orphans")
+def orders_orphans(status: str = typer.Option("open", help="open, resolved or all"),
+                   kind: str | None = typer.Option(None, help="paid_without_sales_order, "
+                                                               "sales_order_without_shopify_order, unreadable_order"),
+                   limit: int = typer.Option(100, min=1, max=1000)) -> None:
+    """The orphan watch: paid orders with no Prima sales order after the deadline, Prima sales
+    orders whose Shopify order does not exist, and orders the reconciler read but could not feed."""
+    params: dict[str, Any] = {"status": status, "limit": limit}
+    if kind:
+        params["kind"] = kind
+    rows = _get("/orders/orphans", **params)["orphans"]
+    console.print(f"{status} orphans: {len(rows)}")
+    for e in rows:
+        console.print(f"  {_when(e['raised_at'])} {_subject(e)} [bold]{e['kind']}[/bold] ({e['status']}): "
+                      f"{e['reason']}  -> {e['action']}")
+
+
+# ------------------------------------------------------------------------------ payouts (services/ops/payouts_cli.py)
+
+from services.ops.payouts_cli import payouts_app  # noqa: E402 - after the helpers it uses
+
+app.add_typer(payouts_app, name="payouts")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,22 @@ INVENTORY_PUSHES_DECIDED = Counter("shopify_prima_inventory_pushes_decided_total
 CATALOG_READS = Counter("shopify_prima_catalog_reads_total", "Full comparisons (bulk catalogue reads) by outcome",
                         ["outcome"])
 CATALOG_LEVELS_READ = Counter("shopify_prima_catalog_levels_read_total", "Shopify inventory levels read in full comparisons")
+
+# Payouts (payout ingest, payout decider)
+PAYOUT_POLLS = Counter("shopify_prima_payout_polls", "Reads of Shopify's payouts by the payout ingest (scheduled or asked)")
+PAYOUT_POLL_FAILURES = Counter("shopify_prima_payout_poll_failures",
+                               "Reads of Shopify's payouts that failed (Shopify or Kafka unavailable), tried again later")
+PAYOUT_READS = Counter("shopify_prima_payout_reads", "Payouts read with their transactions and published")
+PAYOUT_TRANSACTIONS_READ = Counter("shopify_prima_payout_transactions_read", "Balance transactions read and published")
+PAYOUT_INGEST_LAST_SUCCESS = Gauge("shopify_prima_payout_ingest_last_success_timestamp_seconds",
+                                   "When the payout ingest last read Shopify's payouts successfully (0: not yet)")
+PAYOUT_JOURNALS_REQUESTED = Counter("shopify_prima_payout_journals_requested",
+                                    "Payout journals decided by Payout aggregates (PostJournal commands)")
+PAYOUTS_HELD = Counter("shopify_prima_payouts_held", "Payouts held as an exception instead of journalled")
+PAYOUT_MATCHES_CHANGED = Counter("shopify_prima_payout_matches_changed",
+                                 "Balance transactions whose match to a Prima document changed")
+PAYOUT_PAID_TO_JOURNAL = Histogram(
+    "shopify_prima_payout_paid_to_journal_seconds",
+    "From a payout first seen paid to its journal posted in Prima",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
+)

@@ -155,6 +155,20 @@ class Outage:
         return self.since is not None
 
 
+async def every(stop: asyncio.Event, interval_seconds: float, what: str, job: Callable[[], Awaitable[object]],
+                logger: logging.Logger = log) -> None:
+    """A sweep: `job` every `interval_seconds` until `stop`; a failure (PostgreSQL down) is logged
+    once per outage (Outage `what`) and the sweep goes on."""
+    trouble = Outage(what, logger)
+    while not await wait_or_stop(stop, interval_seconds):
+        try:
+            await job()
+        except Exception as exc:  # noqa: BLE001
+            trouble.failed(exc)
+        else:
+            trouble.recovered()
+
+
 def backoff(attempt: int, initial: float, cap: float) -> float:
     """Exponential: initial, 2 x initial, 4 x initial ... at most `cap` (attempt counts from 1)."""
     return min(cap, initial * 2 ** max(0, attempt - 1))

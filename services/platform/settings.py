@@ -22,6 +22,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.inventory.buffer import BufferRules
+from domain.orders.cutoff import CutoffRule
+from domain.orders.mapping import LineRule
+from domain.payouts.accounts import AccountMapping
 
 PREFIX = "SHOPIFY_PRIMA_"
 
@@ -32,6 +35,11 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     database_url: str = "postgresql://shopify_prima:shopify_prima@127.0.0.1:55432/shopify_prima"
     event_store_schema: str = "event_store"
+    # Snapshots of the aggregates (issue 8): one every N events, so a load reads the latest
+    # snapshot and fewer than N events after it. An Order's events carry the whole order (few,
+    # large events); a StockItem or CatalogItem has many small ones.
+    orders_snapshot_interval: PositiveInt = 20
+    inventory_snapshot_interval: PositiveInt = 100
 
     shopify_webhook_secret: SecretStr = SecretStr("sandbox-secret")
     shopify_webhook_secret_previous: SecretStr | None = None  # accepted during a rotation
@@ -83,6 +91,10 @@ class Settings(BaseSettings):
     # Topics (services.setup): the local stack has one broker; a three-broker cluster wants 3 and 2.
     kafka_replication_factor: PositiveInt = 1
     kafka_min_insync_replicas: PositiveInt = 1
+    # The largest message a producer sends (its max_request_size): Kafka's own limit (the broker's
+    # message.max.bytes, 1 MB by default). The ingest keeps a fact within half of it, so that what
+    # the fact becomes (an order event, a dead letter carrying it) fits too (issue 13).
+    kafka_max_message_bytes: int = Field(default=1_048_576, ge=65_536)
 
     # Healing without an operator (issue 8). A parked command is sent again once its target
     # answers (a probe every *_probe_interval_seconds while it does not), with backoff between
@@ -99,6 +111,48 @@ class Settings(BaseSettings):
     # The Prima warehouse whose stock an accepted order takes until Prima has allocated it (None:
     # the first warehouse of INVENTORY_LOCATION_MAP).
     inventory_allocation_warehouse: str | None = None
+
+    # The order lifecycle (issue 9; README, "Configuration"). The warehouse cut-off: changes stop
+    # at this Prima sales-order status (released_to_warehouse, picking or despatched), and
+    # optionally at a daily local time (domain/orders/cutoff.py), JSON, e.g. {"status": "picking",
+    # "daily_time": "14:00", "timezone": "Europe/Dublin"}. Line rules for lines that are not Prima
+    # stock items (tips, gift cards sold, custom lines): the first that matches a line's kind
+    # and/or title (a glob) books it to a Prima non-stock item (SKU) or an account
+    # (domain/orders/mapping.py), JSON list. The goodwill item: the SKU of the Prima non-stock
+    # item an amount-only refund's credit memo is booked to.
+    order_cutoff: CutoffRule = CutoffRule()
+    order_line_rules: tuple[LineRule, ...] = ()
+    order_goodwill_item: str | None = Field(default=None, min_length=1, max_length=255)
+
+    # The order reconciler (services/shopify/reconciler.py): every reconciler_interval_seconds it
+    # asks Shopify for the orders updated since its watermark less reconciler_overlap_seconds (an
+    # order committed or indexed late is read again) and feeds what the integration has not seen;
+    # its first run reaches back reconciler_initial_lookback_seconds (Shopify's orders query shows
+    # 60 days without the read_all_orders scope). After a failed run it tries again after
+    # reconciler_retry_seconds. The orphan watch: a paid order without a sales order after
+    # reconciler_orphan_deadline_seconds, and Prima sales orders whose Shopify order does not exist.
+    reconciler_interval_seconds: PositiveFloat = 600.0
+    reconciler_overlap_seconds: NonNegativeFloat = 900.0
+    reconciler_initial_lookback_seconds: PositiveFloat = 86_400.0
+    reconciler_retry_seconds: PositiveFloat = 60.0
+    reconciler_orphan_deadline_seconds: PositiveFloat = 1800.0
+
+    # Payouts (issue 11; README, "Configuration"). The account mapping of the payout journals
+    # (domain/payouts/accounts.py: every journal category's Prima account and tax code, tax per
+    # jurisdiction; JSON, validated at start). A payout gets its journal once PAID (add IN_TRANSIT
+    # to journal it when Shopify sends it). The ingest reads the payouts issued in the last
+    # payout_ingest_lookback_days every payout_ingest_interval_seconds (0: only on demand); the
+    # decider matches unmatched transactions again every payout_rematch_interval_seconds; a sales
+    # order paid payout_unpaid_after_days ago that no payout has paid out is listed.
+    payout_accounts: AccountMapping = AccountMapping()
+    payout_journal_on: frozenset[str] = frozenset({"PAID"})
+    payout_ingest_interval_seconds: NonNegativeFloat = 900.0
+    payout_ingest_lookback_days: PositiveInt = 30
+    payout_rematch_interval_seconds: PositiveFloat = 300.0
+    # a paid payout with charges whose orders are not known yet waits this long for them (matched
+    # again by the sweep) before its journal carries those charges on the clearing account
+    payout_documents_grace_seconds: NonNegativeFloat = 3600.0
+    payout_unpaid_after_days: PositiveInt = 7
 
     # The webhook ingest's edge: bodies above this are refused (413) before the HMAC is computed;
     # a publish to Kafka that takes longer than this answers 503 (Shopify retries); stored
@@ -125,6 +179,9 @@ class Settings(BaseSettings):
     shopify_gateway_metrics_port: PositiveInt = 9106
     prima_ingest_metrics_port: PositiveInt = 9107
     catalog_reader_metrics_port: PositiveInt = 9108
+    reconciler_metrics_port: PositiveInt = 9111
+    payout_ingest_metrics_port: PositiveInt = 9112
+    payout_decider_metrics_port: PositiveInt = 9113
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("database_url")
@@ -140,6 +197,14 @@ class Settings(BaseSettings):
         if value < "2026-07":
             raise ValueError(f"Shopify API version {value} lacks what this integration needs "
                              "(changeFromQuantity required, @idempotent): use 2026-07 or later")
+        return value
+
+    @field_validator("payout_journal_on")
+    @classmethod
+    def _journal_statuses(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - {"PAID", "IN_TRANSIT"})
+        if unknown or "PAID" not in value:
+            raise ValueError(f"payout_journal_on is PAID, optionally with IN_TRANSIT; got {sorted(value)}")
         return value
 
     @field_validator("inventory_location_map")
@@ -179,6 +244,9 @@ class Settings(BaseSettings):
             "POSTGRES_SCHEMA": self.event_store_schema,
             "CREATE_TABLE": "y" if create_tables else "n",
             "POSTGRES_POOL_SIZE": "5",
+            # read by each application under its own name (domain/shared/application.py)
+            "ORDERS_SNAPSHOT_INTERVAL": str(self.orders_snapshot_interval),
+            "INVENTORY_SNAPSHOT_INTERVAL": str(self.inventory_snapshot_interval),
         }
 
 

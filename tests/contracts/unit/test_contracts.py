@@ -8,7 +8,7 @@ import json
 import re
 import types
 import typing
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from uuid import UUID
 
 import pytest
 import yaml
-from pydantic import BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from contracts import export
 from contracts.inventory.events import StockEvent
@@ -33,7 +33,11 @@ from contracts.prima.sales_orders import (
 )
 from contracts.shopify.orders import ShopifyOrder, ShopifyOrderReceived
 from contracts.topics import ALL_TOPICS, members_of
-from services.platform.kafka import encode, headers_for  # what every producer puts on the wire
+from contracts.validation import CurrencyCode
+from services.platform.kafka import (  # what every producer puts on the wire
+    encode,
+    headers_for,
+)
 
 D = Decimal
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -216,6 +220,11 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
         ("projector", "receive", "shopify-prima.stock-events.v1"),
         ("projector", "receive", "prima.inventory.v1"),  # the item master
         ("ops-api", "send", "shopify-prima.operations.v1"),
+        ("payout-ingest", "send", "shopify.payouts.v1"),  # services.payouts.ingest
+        ("payout-decider", "receive", "shopify.payouts.v1"),
+        ("payout-decider", "receive", "prima.outcomes.v1"),
+        ("outbox-relay", "send", "shopify-prima.payout-events.v1"),
+        ("projector", "receive", "shopify-prima.payout-events.v1"),
         *{(group, "receive", "shopify-prima.operations.v1") for group in export.CONSUMER_GROUPS},
         *{(group, "send", "shopify-prima.dead-letters.v1") for group in (*export.CONSUMER_GROUPS, "outbox-relay")},
         ("projector", "receive", "shopify-prima.dead-letters.v1"),
@@ -278,7 +287,7 @@ def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: 
     errors: list[str] = []
     unknown = set(schema) - ANNOTATIONS - {
         "$ref", "type", "properties", "required", "items", "const", "enum", "anyOf", "oneOf",
-        "exclusiveMinimum", "minimum", "maxLength", "additionalProperties",
+        "exclusiveMinimum", "minimum", "maximum", "minLength", "maxLength", "maxItems", "pattern", "additionalProperties",
     }
     assert not unknown, f"{path}: the test validator does not implement {sorted(unknown)}"
     if "$ref" in schema:
@@ -297,8 +306,16 @@ def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: 
         errors.append(f"{path}: {instance!r} <= {schema['exclusiveMinimum']}")
     if "minimum" in schema and not instance >= schema["minimum"]:
         errors.append(f"{path}: {instance!r} < {schema['minimum']}")
+    if "maximum" in schema and not instance <= schema["maximum"]:
+        errors.append(f"{path}: {instance!r} > {schema['maximum']}")
+    if "minLength" in schema and len(instance) < schema["minLength"]:
+        errors.append(f"{path}: shorter than {schema['minLength']}")
     if "maxLength" in schema and len(instance) > schema["maxLength"]:
         errors.append(f"{path}: longer than {schema['maxLength']}")
+    if "maxItems" in schema and len(instance) > schema["maxItems"]:
+        errors.append(f"{path}: more than {schema['maxItems']} items")
+    if "pattern" in schema and not re.search(schema["pattern"], instance):
+        errors.append(f"{path}: {instance!r} does not match {schema['pattern']}")
     if isinstance(instance, dict):
         for key in schema.get("required", ()):
             if key not in instance:
@@ -379,10 +396,16 @@ def test_a_serialized_message_validates_against_its_exported_schema(topic, messa
     assert validate(body, schema, schema) == []
 
 
+# A value for each string pattern a contract field declares (the sampler cannot invent one).
+PATTERN_SAMPLES = {r"^[A-Z]{3}$": "USD", r"^[0-9a-f]{64}$": "0" * 64}
+
+
 def sample(tp: Any, optional: bool = True) -> Any:
     """A value of type `tp` built from its annotations alone, so that every model a topic
     declares has a message to check (with `optional` False, None wherever None is allowed)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp == CurrencyCode or any(getattr(m, "pattern", None) == r"^[A-Z]{3}$" for m in getattr(tp, "__metadata__", ())):
+        return "USD"
     if origin is typing.Annotated:
         return sample(args[0], optional)
     if origin is typing.Literal:
@@ -395,8 +418,11 @@ def sample(tp: Any, optional: bool = True) -> Any:
     if origin is dict:
         return {sample(args[0], optional): sample(args[1], optional)}
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp(**{name: sample(field.annotation, optional) for name, field in tp.model_fields.items()})
-    return {str: "SKU-1", int: 1, bool: True, Decimal: D("12.50"), datetime: NOW, UUID: COMMAND_ID}[tp]
+        return tp(**{name: PATTERN_SAMPLES[patterns[0]] if (patterns := [m.pattern for m in field.metadata
+                                                                           if getattr(m, "pattern", None)])
+                     else sample(field.annotation, optional) for name, field in tp.model_fields.items()})
+    return {str: "SKU-1", int: 1, bool: True, Decimal: D("12.50"), datetime: NOW, AwareDatetime: NOW, date: NOW.date(),
+            UUID: COMMAND_ID}[tp]
 
 
 EVERY_MESSAGE = [(topic.name, model) for topic in ALL_TOPICS for model in topic.messages]
@@ -430,7 +456,8 @@ def test_the_validator_rejects_a_float_amount_and_a_missing_key():
     body["sales_order"]["lines"][0]["unit_price"] = 12.5
     del body["sales_order"]["totals"]["tax"]
     del body["message_type"]
-    errors = validate(body, schema, schema)
+    # the topic carries several commands (oneOf by message_type): the create command's own schema
+    errors = validate(body, {"$ref": "#/$defs/CreateSalesOrder"}, schema)
     assert "$.sales_order.lines[0].unit_price: 12.5 is not of type string" in errors
     assert "$.sales_order.totals: required key 'tax' missing" in errors
     assert "$: required key 'message_type' missing" in errors

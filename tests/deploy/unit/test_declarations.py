@@ -98,5 +98,7 @@ def test_each_read_model_declares_its_states_and_kinds_once():
     for name, read_model in READ_MODELS.items():
         assert len(set(read_model.states)) == len(read_model.states), name
         assert len(set(read_model.exception_kinds)) == len(read_model.exception_kinds), name
-    assert READ_MODELS["order_sync"].states == ("received", "awaiting_payment", "quarantined", "sent", "in_prima",
-                                                "failed")
+    # the order read model's states are the Order's: the lifecycle's (issue 9) included
+    assert READ_MODELS["order_sync"].states == ("awaiting_order", "received", "awaiting_payment", "quarantined",
+                                                "sent", "in_prima", "amending", "cancelling", "after_cutoff",
+                                                "cancelled", "failed")

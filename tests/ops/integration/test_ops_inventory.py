@@ -139,7 +139,8 @@ async def test_a_resync_request_is_a_command_and_its_run_can_be_followed_once_re
 def _routes(app) -> list[tuple[str, str]]:
     """(method, path) of every route, its path parameters filled in."""
     fill = {"{shopify_order_id}": "42", "{sku:path}": "OPS-TEE", "{name}": "inventory_health",
-            "{run_id}": str(uuid4()), "{dead_letter_id}": str(uuid4()), "{command_id}": str(uuid4())}
+            "{run_id}": str(uuid4()), "{dead_letter_id}": str(uuid4()), "{command_id}": str(uuid4()),
+            "{payout_id}": "42"}
     found = []
     for route in app.routes:
         path = route.path

@@ -35,6 +35,11 @@ TABLES = {
     ("readmodel", "item_master"), ("readmodel", "dead_letters"), ("inventory", "sync_runs"),
     ("gateway", "parked_commands"), ("gateway", "shopify_inventory_batches"), ("gateway", "inventory_decisions"),
     ("outbox", "relay_position"),
+    ("readmodel", "order_timeline"), ("readmodel", "credit_memos"),
+    ("ingest", "reconciler_state"), ("ingest", "reconcile_runs"), ("ingest", "reconciled_orders"),
+    ("ingest", "reconciler_exceptions"),
+    ("ingest", "shopify_payouts"), ("readmodel", "payouts"), ("readmodel", "payout_transactions"),
+    ("readmodel", "payout_exceptions"), ("readmodel", "sales_documents"),
 }
 
 
