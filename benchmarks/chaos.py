@@ -229,15 +229,28 @@ async def prima_faults(http: httpx.AsyncClient, run: Run, rate: float, until: fl
         pass
 
 
+async def control(http: httpx.AsyncClient, url: str, body: dict, within: float = 30.0) -> None:
+    """A sandbox control sent until it is taken (a busy machine may make one wait)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            (await http.post(url, json=body)).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def shopify_faults(http: httpx.AsyncClient, run: Run, at: list[float]) -> None:
     url = f"{SETTINGS.shopify_admin_url}/_sandbox/faults"
     storm_at, errors_at = at
     await asyncio.sleep(max(0.0, storm_at - time.monotonic()))
     run.note("Shopify: a throttle storm for 10s")
-    await http.post(url, json={"throttle_storm_seconds": 10})
+    await control(http, url, {"throttle_storm_seconds": 10})
     await asyncio.sleep(max(0.0, errors_at - time.monotonic()))
     run.note("Shopify: the next 30 Admin requests answer 503")
-    await http.post(url, json={"fail_next": 30, "fail_status": 503})
+    await control(http, url, {"fail_next": 30, "fail_status": 503})
 
 
 async def stock_churn(http: httpx.AsyncClient, run: Run, skus: list[str], until: float, rng: random.Random) -> None:
@@ -414,14 +427,17 @@ async def chaos(args: argparse.Namespace) -> int:
         until = t0 + duration
         deadline = until + 300  # a delivery is retried for this long after the last send
         run.note(f"chaos: {args.orders} orders at {args.rate}/s for {duration:.0f}s")
-        await asyncio.gather(
-            send_orders(http, run, args.orders, args.rate, order_skus, args.seed, deadline),
-            prima_faults(http, run, args.rate, until, t0 + 0.45 * duration, args.prima_down_seconds),
-            shopify_faults(http, run, [t0 + 0.3 * duration, t0 + 0.55 * duration]),
-            stock_churn(http, run, skus, until, random.Random(rng.random())),
-            killer(run, t0, until, args.kill_interval, random.Random(rng.random())),
-            restarts(run, t0 + 0.2 * duration, t0 + 0.7 * duration),
-        )
+        # the deliveries on a client of their own: hundreds waiting on a restarting ingest never
+        # hold up the sandbox controls that drive the faults
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=400)) as deliveries:
+            await asyncio.gather(
+                send_orders(deliveries, run, args.orders, args.rate, order_skus, args.seed, deadline),
+                prima_faults(http, run, args.rate, until, t0 + 0.45 * duration, args.prima_down_seconds),
+                shopify_faults(http, run, [t0 + 0.3 * duration, t0 + 0.55 * duration]),
+                stock_churn(http, run, skus, until, random.Random(rng.random())),
+                killer(run, t0, until, args.kill_interval, random.Random(rng.random())),
+                restarts(run, t0 + 0.2 * duration, t0 + 0.7 * duration),
+            )
         for url in (f"{SETTINGS.prima_base_url}/_sandbox/faults", f"{SETTINGS.shopify_admin_url}/_sandbox/faults"):
             try:
                 await http.delete(url)
