@@ -4,6 +4,7 @@
 #   make unit                          the unit tests only (tests/*/unit), no stack
 #   make bench [N=2000]                the stack, then benchmarks.orders
 #   make bench-inventory [LEVELS=100000]  the stack, then benchmarks.inventory (every plan)
+#   make bench-payouts [TRANSACTIONS=10000]  the stack, then one payout of N balance transactions to a Prima journal (benchmarks.payouts)
 #   make chaos [CHAOS_ARGS=...]        the stack, then a chaos run (benchmarks.chaos; docs/reliability.md)
 #   make bench-replay [EVENTS=10000 BATCH=200]  the stack, then aggregate loads with and without snapshots (benchmarks.replay)
 #   make fuzz [FUZZ_EXAMPLES=2000]     the stack, then the edge fuzz tests at length; prints their figures (docs/reliability.md)
@@ -26,7 +27,7 @@ PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
 
-.PHONY: help venv up down test unit bench bench-inventory bench-replay fuzz chaos logs status addresses clean test-compose
+.PHONY: help venv up down test unit bench bench-inventory bench-payouts bench-replay fuzz chaos logs status addresses clean test-compose
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -85,6 +86,9 @@ bench: up
 
 bench-inventory: up
 	$(PY) -m benchmarks.inventory --levels $${LEVELS:-100000}
+
+bench-payouts: up
+	$(PY) -m benchmarks.payouts --transactions $${TRANSACTIONS:-10000}
 
 chaos: up
 	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
