@@ -5,7 +5,10 @@ payout-events topic; rebuildable from offset zero (rows come from event data and
 timestamps only, never the clock).
 
 States: the Payout aggregate's (domain/payouts/domainmodel.py PayoutState), plus `reconciled`:
-journalled, and every transaction matched (or standing on no document).
+journalled, every transaction matched (or standing on no document), and whatever the journal
+carried on the unmatched-charges clearing account moved off it by posted reclassification
+journals. The reclassification journals are kept with the journal (its `reclassifications`, each
+with its command, charges, status and Prima's number), so the payout lists them.
 
 Exceptions (readmodel.payout_exceptions), one open per cause:
 - per payout: why it is held (incomplete, currency_mismatch, unmapped_transaction_type,
@@ -19,8 +22,9 @@ Each names its action (the CLI command that fixes or re-runs it).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -110,22 +114,69 @@ async def _resolve(conn: asyncpg.Connection, payout_id: int, kinds: Sequence[str
         payout_id, list(kinds), at)
 
 
+CLEARING = "unmatched_charges"
+POSTED, REQUESTED, REJECTED, PARKED = "posted", "requested", "rejected", "parked"
+
+
+def _clearing(lines: Sequence[dict[str, Any]]) -> Decimal:
+    """Credits minus debits on the unmatched-charges clearing account."""
+    return sum((Decimal(str(line["credit"])) - Decimal(str(line["debit"]))
+                for line in lines if line.get("category") == CLEARING), Decimal(0))
+
+
+def cleared(journal: dict[str, Any] | None) -> bool:
+    """Whether what the journal carried on the clearing account is all moved off it by posted
+    reclassification journals (a journal without a clearing line is cleared)."""
+    if journal is None:
+        return True
+    moved = sum((-_clearing(r["lines"]) for r in journal.get("reclassifications", []) if r["status"] == POSTED),
+                Decimal(0))
+    return _clearing(journal["lines"]) == moved
+
+
 async def _recount(conn: asyncpg.Connection, e: Any) -> None:
     """Matched / unmatched counts, and journalled <-> reconciled: reconciled when every transaction
-    is matched and the journal carries nothing on the unmatched-charges clearing account (a charge
-    journalled there and matched since still waits for its reclassification in Prima)."""
+    is matched and what the journal carried on the unmatched-charges clearing account is moved off
+    it by posted reclassification journals (a charge journalled there and matched since waits for
+    its reclassification in Prima)."""
     row = await conn.fetchrow(
         """SELECT count(*) FILTER (WHERE match_status = 'matched') AS matched,
                   count(*) FILTER (WHERE match_status = 'unmatched') AS unmatched,
                   count(*) FILTER (WHERE match_status = 'not_applicable') AS not_applicable
            FROM readmodel.payout_transactions WHERE payout_id = $1""", e.payout_id)
+    journal = await conn.fetchval("SELECT journal::text FROM readmodel.payouts WHERE payout_id = $1", e.payout_id)
+    done = row["unmatched"] == 0 and cleared(json.loads(journal) if journal else None)
     await conn.execute(
         """UPDATE readmodel.payouts SET matched = $2, unmatched = $3, not_applicable = $4,
                state = CASE WHEN state IN ('journalled', 'reconciled')
-                            THEN CASE WHEN $3 = 0 AND NOT coalesce(
-                                           journal @? '$.lines[*] ? (@.category == "unmatched_charges")', false)
-                                      THEN 'reconciled' ELSE 'journalled' END ELSE state END
-           WHERE payout_id = $1""", e.payout_id, row["matched"], row["unmatched"], row["not_applicable"])
+                            THEN CASE WHEN $5 THEN 'reconciled' ELSE 'journalled' END ELSE state END
+           WHERE payout_id = $1""", e.payout_id, row["matched"], row["unmatched"], row["not_applicable"], done)
+
+
+async def _reclassifications(conn: asyncpg.Connection, e: Any, change: Callable[[list[dict[str, Any]]], bool]
+                             ) -> bool:
+    """Apply `change` to the payout's list of reclassification journals (kept in its journal
+    document); True when it changed the list (it was written back)."""
+    found = await conn.fetchval("SELECT journal::text FROM readmodel.payouts WHERE payout_id = $1", e.payout_id)
+    if found is None:
+        return False
+    journal = json.loads(found)
+    listed = journal.setdefault("reclassifications", [])
+    if not change(listed):
+        return False
+    await conn.execute("UPDATE readmodel.payouts SET journal = $2::jsonb WHERE payout_id = $1",
+                       e.payout_id, json.dumps(journal))
+    return True
+
+
+def _mark(command_id: UUID, status: str, **fields: Any) -> Callable[[list[dict[str, Any]]], bool]:
+    def change(listed: list[dict[str, Any]]) -> bool:
+        for entry in listed:
+            if entry["command_id"] == str(command_id):
+                entry.update(status=status, **fields)
+                return True
+        return False
+    return change
 
 
 def _category(transaction_type: str) -> str | None:
@@ -197,6 +248,7 @@ async def apply_event(conn: asyncpg.Connection, e: Any) -> None:
         kind = "journal_rejected" if t == "JournalRejected" else "journal_parked"
         reason = f"{e.code}: {e.reason}" if t == "JournalRejected" else e.reason
         await _set(conn, e, state=PayoutState.JOURNAL_FAILED.value, journal_failure=reason)
+        await _reclassifications(conn, e, _mark(e.command_id, REJECTED if t == "JournalRejected" else PARKED))
         await _resolve(conn, e.payout_id, JOURNAL_FAILURES, e.timestamp)
         await _raise(conn, e.event_id, e.payout_id, kind, reason, {"command_id": str(e.command_id)}, e.timestamp)
     elif t == "PayoutFailed":
@@ -208,6 +260,31 @@ async def apply_event(conn: asyncpg.Connection, e: Any) -> None:
     elif t == "ReversalPosted":
         await _set(conn, e, state=PayoutState.REVERSED.value, reversal_number=e.journal_number, journal_failure=None)
         await _resolve(conn, e.payout_id, JOURNAL_FAILURES, e.timestamp)
+    elif t == "ReclassificationRequested":
+        entry = {**json.loads(_journal_json(e)), "command_id": str(e.command.command_id),
+                 "idempotency_key": e.command.idempotency_key, "charge_ids": list(e.charge_ids),
+                 "status": REQUESTED, "journal_number": None, "requested_at": e.timestamp.isoformat()}
+
+        def add(listed: list[dict[str, Any]]) -> bool:
+            listed[:] = [r for r in listed if r["command_id"] != entry["command_id"]] + [entry]
+            return True
+
+        await _reclassifications(conn, e, add)
+        await conn.execute(
+            "UPDATE readmodel.payouts SET state = 'journalled', journal_failure = NULL "
+            "WHERE payout_id = $1 AND state IN ('journalled', 'reconciled', 'journal_failed')", e.payout_id)
+        await _set(conn, e)
+        await _resolve(conn, e.payout_id, JOURNAL_FAILURES, e.timestamp)
+        await _recount(conn, e)
+    elif t == "ReclassificationPosted":
+        await _reclassifications(conn, e, _mark(e.command_id, POSTED, journal_number=e.journal_number,
+                                                posted_at=e.occurred_at.isoformat()))
+        await conn.execute(
+            "UPDATE readmodel.payouts SET state = 'journalled', journal_failure = NULL "
+            "WHERE payout_id = $1 AND state = 'journal_failed'", e.payout_id)
+        await _set(conn, e)
+        await _resolve(conn, e.payout_id, JOURNAL_FAILURES, e.timestamp)
+        await _recount(conn, e)
     elif t == "PayoutReleased":
         await _set(conn, e)
 

@@ -160,6 +160,24 @@ class ReversalPosted(_Event):
     occurred_at: datetime
 
 
+class ReclassificationRequested(_Event):
+    """Charges the posted journal carried on the unmatched-charges clearing account, matched since,
+    moved off it by one more journal (its command also goes to prima.commands.v1): the clearing
+    account debited, their sales, shipping and tax credited and discounts debited."""
+
+    event_type: Literal["ReclassificationRequested"] = "ReclassificationRequested"
+    command: PostJournal
+    line_categories: tuple[Code, ...]  # each journal line's category, in line order
+    charge_ids: tuple[Id, ...]  # the charges it reclassifies (each is reclassified once)
+
+
+class ReclassificationPosted(_Event):
+    event_type: Literal["ReclassificationPosted"] = "ReclassificationPosted"
+    command_id: UUID
+    journal_number: Code
+    occurred_at: datetime
+
+
 class PayoutReleased(_Event):
     event_type: Literal["PayoutReleased"] = "PayoutReleased"
     released_by: Code
@@ -169,6 +187,6 @@ class PayoutReleased(_Event):
 PayoutEvent = Annotated[
     PayoutOpened | TransactionsRead | PayoutObserved | PayoutHeld | HoldResolved | TransactionsMatched
     | JournalRequested | JournalPosted | JournalRejected | JournalParked | PayoutFailed | ReversalRequested
-    | ReversalPosted | PayoutReleased,
+    | ReversalPosted | ReclassificationRequested | ReclassificationPosted | PayoutReleased,
     Field(discriminator="event_type"),
 ]

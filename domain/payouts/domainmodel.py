@@ -8,7 +8,9 @@ the transactions add up (domain/payouts/checks.py), matches each to its Prima do
 through the event store's notification log, never by a direct call. A payout that does not add
 up is held, with the difference named, and never journalled until a read that adds up. A
 journal once requested is never replaced; a payout that fails or is cancelled after it was
-posted gets a reversing journal.
+posted gets a reversing journal. Charges a posted journal carried on the unmatched-charges
+clearing account (their orders unknown after the grace) are moved off it, once matched, by
+reclassification journals (ReclassificationRequested): one at a time, each charge once.
 """
 
 from __future__ import annotations
@@ -29,8 +31,14 @@ from domain.payouts.checks import (
     payout_problem,
     transactions_digest,
 )
-from domain.payouts.journal import build_journal, charges_in_clearing, reversal
-from domain.payouts.matching import UNMATCHED, match_payout, order_ids
+from domain.payouts.journal import (
+    build_journal,
+    charges_in_clearing,
+    reclassification,
+    reversal,
+)
+from domain.payouts.matching import MATCHED, UNMATCHED, match_payout, order_ids
+from domain.payouts.split import charge_parts
 from domain.payouts.values import (
     CANCELED,
     FAILED,
@@ -103,6 +111,11 @@ class Payout(Aggregate):
         self.reversal: JournalRequest | None = None
         self.reversals_issued = 0
         self.reversal_number: str | None = None
+        self.clearing: tuple[int, ...] = ()  # the charges the journal carried on the clearing account
+        self.reclassifications: list[JournalRequest] = []  # requested, in order
+        self.reclassifications_issued = 0  # counts every one ever requested (n of its idempotency key)
+        self.reclassified: dict[int, UUID] = {}  # charge -> the reclassification that moves it
+        self.reclassification_numbers: dict[UUID, str] = {}  # posted: command -> Prima's journal number
 
     @event("TransactionsRead")
     def _transactions_read(self, read_id: UUID, page: int, ids: tuple[int, ...],
@@ -140,8 +153,9 @@ class Payout(Aggregate):
             self.matches[match.transaction_id] = match
 
     @event("JournalRequested")
-    def _journal_requested(self, request: JournalRequest) -> None:
+    def _journal_requested(self, request: JournalRequest, clearing: tuple[int, ...] = ()) -> None:
         self.command = request
+        self.clearing = tuple(clearing)
         self.commands_issued += 1
         self.hold = None
         self.failure = None
@@ -174,13 +188,31 @@ class Payout(Aggregate):
         self.reversal_number = journal_number
         self.failure = None
 
+    @event("ReclassificationRequested")
+    def _reclassification_requested(self, request: JournalRequest, charge_ids: tuple[int, ...]) -> None:
+        if all(r.command_id != request.command_id for r in self.reclassifications):
+            self.reclassifications.append(request)  # a parked one sent again is the same request
+            self.reclassifications_issued += 1
+        for charge in charge_ids:
+            self.reclassified[charge] = request.command_id
+        self.failure = None
+
+    @event("ReclassificationPosted")
+    def _reclassification_posted(self, command_id: UUID, journal_number: str, occurred_at: datetime) -> None:
+        self.reclassification_numbers[command_id] = journal_number
+        self.failure = None
+
     @event("PayoutReleased")
     def _released(self, released_by: str, previous_state: str) -> None:
         """An operator asked for the payout to be decided again (its cause fixed)."""
         if self.failure is not None and self.failure[0] == "rejected":
             self.failure = None
+            outstanding = self.outstanding_reclassification
             if self.reversal is not None and self.reversal_number is None:
                 self.reversal = None  # decided again below
+            elif outstanding is not None:  # refused: its charges are reclassified again, in a new one
+                self.reclassifications.remove(outstanding)
+                self.reclassified = {c: k for c, k in self.reclassified.items() if k != outstanding.command_id}
             elif self.journal_number is None:
                 self.command = None
         self.hold = None
@@ -210,6 +242,11 @@ class Payout(Aggregate):
     def current_transactions(self) -> list[BalanceTransaction]:
         """The transactions of the latest read (the ones decided on)."""
         return [self.transactions[i] for i in sorted(self.read_ids)]
+
+    @property
+    def outstanding_reclassification(self) -> JournalRequest | None:
+        """The reclassification requested and not posted yet (there is at most one)."""
+        return next((r for r in self.reclassifications if r.command_id not in self.reclassification_numbers), None)
 
     @property
     def unmatched(self) -> int:
@@ -251,6 +288,13 @@ class Payout(Aggregate):
                                       occurred_at=outcome.occurred_at)
                 return True
             return self._failed(outcome)
+        outstanding = self.outstanding_reclassification
+        if outstanding is not None and outcome.command_id == outstanding.command_id:
+            if isinstance(outcome, JournalPostedByPrima):
+                self._reclassification_posted(command_id=outcome.command_id, journal_number=outcome.journal_number,
+                                              occurred_at=outcome.occurred_at)
+                return True
+            return self._failed(outcome)
         if self.command is None or outcome.command_id != self.command.command_id or self.journal_number is not None:
             return False  # not ours, or posted already: a repeated outcome changes nothing
         if isinstance(outcome, JournalPostedByPrima):
@@ -278,10 +322,14 @@ class Payout(Aggregate):
         previous = self.state
         self._released(released_by=released_by, previous_state=str(previous))
         if parked:  # Prima may hold it already: the same command again, never a second journal
+            outstanding = self.outstanding_reclassification
             if self.reversal is not None and self.reversal_number is None:
                 self._reversal_requested(request=self.reversal)
+            elif outstanding is not None:
+                self._reclassification_requested(request=outstanding, charge_ids=tuple(
+                    c for c, k in self.reclassified.items() if k == outstanding.command_id))
             elif self.command is not None:
-                self._journal_requested(request=self.command)
+                self._journal_requested(request=self.command, clearing=self.clearing)
         return True
 
     # -- decisions ------------------------------------------------------------------------------
@@ -300,6 +348,8 @@ class Payout(Aggregate):
         if self.command is not None:  # a journal stands: never replaced
             if header.status in (FAILED, CANCELED) and self.journal_number is not None and self.reversal is None:
                 self._reverse(now)
+            elif header.status not in (FAILED, CANCELED):
+                self._reclassify(policy, documents, now)
             return
         if problem is not None:
             self._hold_once(problem)
@@ -319,11 +369,48 @@ class Payout(Aggregate):
         command_id = uuid5(self.id, f"post-journal/{self.commands_issued + 1}")
         self._journal_requested(request=JournalRequest(
             command_id=command_id, idempotency_key=f"shopify-prima:post-journal:{self.payout_id}",
-            payout_id=self.payout_id, issued_at=now, journal=journal))
+            payout_id=self.payout_id, issued_at=now, journal=journal),
+            clearing=tuple(charges_in_clearing(header, transactions, documents)))
+
+    def reclassifiable(self, documents: Mapping[int, OrderDocument]) -> list[BalanceTransaction]:
+        """The charges the posted journal carried on the clearing account that are matched now,
+        with their order's parts known, and not in a reclassification yet."""
+        found = []
+        for charge_id in self.clearing:
+            t = self.transactions.get(charge_id)
+            match = self.matches.get(charge_id)
+            if t is None or charge_id in self.reclassified or match is None or match.status != MATCHED:
+                continue
+            document = documents.get(t.order_id) if t.order_id is not None else None
+            if charge_parts(t.amount.amount, document) is not None:
+                found.append(t)
+        return found
+
+    def _reclassify(self, policy: PayoutPolicy, documents: Mapping[int, OrderDocument], now: datetime) -> None:
+        """A posted journal is never changed: charges it carried on the clearing account and
+        matched since are moved off it by one more journal (one outstanding at a time; each
+        charge once)."""
+        if (self.journal_number is None or self.reversal is not None or self.failure is not None
+                or self.outstanding_reclassification is not None):
+            return
+        charges = self.reclassifiable(documents)
+        if not charges:
+            return
+        number = self.reclassifications_issued + 1
+        journal = reclassification(self.payout_id, number, self.journal_number, charges, policy.accounts,
+                                   documents, now)
+        self._reclassification_requested(request=JournalRequest(
+            command_id=uuid5(self.id, f"reclassify-journal/{number}"),
+            idempotency_key=f"shopify-prima:reclassify-journal:{self.payout_id}:{number}",
+            payout_id=self.payout_id, issued_at=now, journal=journal),
+            charge_ids=tuple(t.transaction_id for t in charges))
 
     def _reverse(self, now: datetime) -> None:
         assert self.command is not None and self.journal_number is not None
-        journal = reversal(self.command.journal, self.journal_number, now)
+        if self.outstanding_reclassification is not None:
+            return  # reversed once Prima answers it (a refusal: once released), so it is undone too
+        posted = [r.journal for r in self.reclassifications if r.command_id in self.reclassification_numbers]
+        journal = reversal(self.command.journal, self.journal_number, now, posted)
         command_id = uuid5(self.id, f"reverse-journal/{self.reversals_issued + 1}")
         self._reversal_requested(request=JournalRequest(
             command_id=command_id, idempotency_key=f"shopify-prima:reverse-journal:{self.payout_id}",

@@ -117,11 +117,9 @@ def _order(key: LineKey) -> tuple[int, str, Decimal]:
     return position, title or "", rate if rate is not None else Decimal(-1)
 
 
-def build_journal(payout: PayoutHeader, transactions: Sequence[BalanceTransaction], accounts: AccountMapping,
-                  documents: Mapping[int, OrderDocument]) -> Journal:
-    """The payout's journal (the payout must add up: checks.payout_problem is None)."""
-    amounts = amounts_by_line(payout, transactions, documents)
-    lines = []
+def _lines(amounts: Mapping[LineKey, Decimal], accounts: AccountMapping) -> tuple[JournalLine, ...]:
+    """One line per key with a non-zero amount (positive: credit), in the journal's line order."""
+    lines: list[JournalLine] = []
     for key in sorted((k for k, v in amounts.items() if v != 0), key=_order):
         amount = amounts[key]
         account = _account(accounts, key)
@@ -129,13 +127,58 @@ def build_journal(payout: PayoutHeader, transactions: Sequence[BalanceTransactio
             line_number=len(lines) + 1, category=str(key[0]), account=account.account,
             description=_description(accounts, key),
             debit=-amount if amount < 0 else ZERO, credit=amount if amount > 0 else ZERO, tax_code=account.tax_code))
+    return tuple(lines)
+
+
+def build_journal(payout: PayoutHeader, transactions: Sequence[BalanceTransaction], accounts: AccountMapping,
+                  documents: Mapping[int, OrderDocument]) -> Journal:
+    """The payout's journal (the payout must add up: checks.payout_problem is None)."""
+    amounts = amounts_by_line(payout, transactions, documents)
     journal = Journal(external_reference=external_reference(payout.payout_id), journal_date=payout.issued_at,
                       currency=payout.net.currency,
                       description=f"Shopify payout {payout.payout_id} of {payout.issued_at.date().isoformat()}",
-                      lines=tuple(lines))
+                      lines=_lines(amounts, accounts))
     unbalanced = unbalanced_by(journal)
     if unbalanced:  # cannot happen for a payout that adds up; never posted if it does
         raise ValueError(f"journal of payout {payout.payout_id} does not balance by {unbalanced}")
+    return journal
+
+
+def reclassification(payout_id: int, number: int, journal_number: str, charges: Sequence[BalanceTransaction],
+                     accounts: AccountMapping, documents: Mapping[int, OrderDocument], at: datetime) -> Journal:
+    """The journal that moves charges a posted journal carried whole on the unmatched-charges
+    clearing account to where the journal would have put them had their orders been known: the
+    clearing account debited with each charge, and the charge split as `amounts_by_line` splits
+    it (split.charge_parts: sales, shipping, tax per title and rate credited, discounts debited).
+    It balances by construction (each charge's parts add up to it); `number` counts the payout's
+    reclassifications. Every charge must have its order's parts now (the caller checks)."""
+    amounts: dict[LineKey, Decimal] = {}
+
+    def add(key: LineKey, amount: Decimal) -> None:
+        amounts[key] = amounts.get(key, ZERO) + amount
+
+    for t in charges:
+        document = documents.get(t.order_id) if t.order_id is not None else None
+        parts = charge_parts(t.amount.amount, document)
+        if parts is None:
+            raise ValueError(f"charge {t.transaction_id} has no order parts to reclassify it by")
+        add((Category.UNMATCHED_CHARGES, None, None), -t.amount.amount)
+        for part in parts:
+            part_category = Category(part.category)
+            tax = (part.tax_title, part.tax_rate) if part_category is Category.TAX else (None, None)
+            add((part_category, *tax), part.amount)
+    currencies = {t.amount.currency for t in charges}
+    if len(currencies) != 1:
+        raise ValueError(f"charges to reclassify in {len(currencies)} currencies")
+    journal = Journal(
+        external_reference=f"{external_reference(payout_id)}:reclassification:{number}", journal_date=at,
+        currency=currencies.pop(),
+        description=(f"Reclassification {number} of {journal_number} (Shopify payout {payout_id}): "
+                     f"{len(charges)} charge(s) off the unmatched-charges clearing account"),
+        lines=_lines(amounts, accounts))
+    unbalanced = unbalanced_by(journal)
+    if unbalanced:  # cannot happen: each charge's parts add up to it
+        raise ValueError(f"reclassification of payout {payout_id} does not balance by {unbalanced}")
     return journal
 
 
@@ -149,10 +192,23 @@ def bank_amount(journal: Journal) -> Decimal:
     return sum((line.debit - line.credit for line in journal.lines if line.category == Category.BANK), ZERO)
 
 
-def reversal(journal: Journal, journal_number: str, at: datetime) -> Journal:
-    """The journal that undoes a posted one: every line with debit and credit swapped."""
+def reversal(journal: Journal, journal_number: str, at: datetime,
+             reclassifications: Sequence[Journal] = ()) -> Journal:
+    """The journal that undoes a posted one: every line with debit and credit swapped. With the
+    payout's posted reclassification journals it undoes them too: their lines are netted with the
+    journal's per account (the clearing account's then comes to nothing and is left out), then
+    swapped, so that the payout leaves nothing behind."""
+    net: dict[tuple[str, str, str, str | None], tuple[JournalLine, Decimal]] = {}
+    for line in (*journal.lines, *(line for r in reclassifications for line in r.lines)):
+        key = (line.category, line.account, line.description, line.tax_code)
+        first, amount = net.get(key, (line, ZERO))
+        net[key] = (first, amount + line.credit - line.debit)
+    lines = []
+    for first, amount in net.values():
+        if amount:
+            lines.append(replace(first, line_number=len(lines) + 1, debit=amount if amount > 0 else ZERO,
+                                 credit=-amount if amount < 0 else ZERO))
     return Journal(
         external_reference=f"{journal.external_reference}:reversal", journal_date=at, currency=journal.currency,
-        description=f"Reversal of {journal_number} ({journal.description})",
-        lines=tuple(replace(line, debit=line.credit, credit=line.debit) for line in journal.lines),
+        description=f"Reversal of {journal_number} ({journal.description})", lines=tuple(lines),
         reverses=journal_number)

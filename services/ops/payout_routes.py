@@ -96,7 +96,10 @@ async def month_report(pool: asyncpg.Pool, month: str) -> dict[str, Any]:
                                    "difference": _plain(p["difference"])})
             continue
         journalled.append(entry)
-        for line in json.loads(p["journal"])["lines"]:
+        journal = json.loads(p["journal"])
+        posted = [r for r in journal.get("reclassifications", []) if r["status"] == "posted"]
+        # posted reclassifications count: what they moved off the clearing account is sales, tax...
+        for line in [*journal["lines"], *(line for r in posted for line in r["lines"])]:
             key = (line["category"], p["currency"])
             found = categories.setdefault(key, {"debit": ZERO, "credit": ZERO})
             found["debit"] += Decimal(line["debit"])
@@ -246,7 +249,10 @@ def register(routes: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]],
             "SELECT * FROM readmodel.payout_transactions WHERE payout_id = $1 "
             "ORDER BY match_status = 'unmatched' DESC, processed_at, transaction_id LIMIT $2", payout_id, transactions)
         found = await payout_exceptions(pool, "all", 1000, payout_id)
-        return {**_row(row), "transactions": [_row(t) for t in listed],
+        shown = _row(row)
+        # the reclassification journals (kept with the journal in the read model) listed on the payout
+        reclassifications = (shown.get("journal") or {}).pop("reclassifications", [])
+        return {**shown, "reclassifications": reclassifications, "transactions": [_row(t) for t in listed],
                 "exceptions": [exception_record(e) for e in found]}
 
     @routes.post("/payouts/{payout_id}/rematch", status_code=202, dependencies=auth)

@@ -1,7 +1,8 @@
 """The payout flow's relay table: what each Payout event becomes on Kafka.
 
-Every event goes to shopify-prima.payout-events.v1 (key payout:<id>); a JournalRequested or a
-ReversalRequested also goes to prima.commands.v1 as the PostJournal the Prima gateway sends. The
+Every event goes to shopify-prima.payout-events.v1 (key payout:<id>); a JournalRequested, a
+ReversalRequested or a ReclassificationRequested also goes to prima.commands.v1 as the PostJournal
+the Prima gateway sends. The
 relay itself is services/platform/outbox.py.
 """
 
@@ -72,6 +73,14 @@ ROUTES: dict[str, list[Route[int]]] = {
         Route(PRIMA_COMMANDS, payout_key, lambda env, e: wire_command(e.request)),
     ],
     "Payout.ReversalPosted": [_published(wire.ReversalPosted, lambda e: {
+        "command_id": e.command_id, "journal_number": e.journal_number, "occurred_at": e.occurred_at})],
+    "Payout.ReclassificationRequested": [
+        _published(wire.ReclassificationRequested, lambda e: {"command": wire_command(e.request),
+                                                              "line_categories": _categories(e.request),
+                                                              "charge_ids": tuple(e.charge_ids)}),
+        Route(PRIMA_COMMANDS, payout_key, lambda env, e: wire_command(e.request)),
+    ],
+    "Payout.ReclassificationPosted": [_published(wire.ReclassificationPosted, lambda e: {
         "command_id": e.command_id, "journal_number": e.journal_number, "occurred_at": e.occurred_at})],
     "Payout.PayoutReleased": [_published(wire.PayoutReleased, lambda e: {
         "released_by": e.released_by, "previous_state": e.previous_state})],

@@ -14,6 +14,9 @@ database (the migrations), never the stack's.
 - the payout then fails: read again, a reversing journal in Prima, the posted one untouched;
 - a refund credited in Prima (the order lifecycle's credit memo), then a payout with the charge
   and the refund: the refund debited, matched to its credit memo, the charge to its sales order;
+- a payout journalled with a charge on the clearing account (its order not seen yet), then the
+  order paid and the sweep's re-match: a reclassification journal in Prima moving the charge to
+  sales, shipping, discounts and tax, the payout reconciled, a later re-match adding nothing;
 - Shopify's own sample (its transactions do not add up), read on an operator's request through
   the ops API: held with the difference, no journal; released without a fix, held again."""
 
@@ -23,6 +26,7 @@ import json
 import time
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,7 @@ from contracts.topics import (
 from domain.orders.application import OrderApplication
 from domain.orders.policy import OrderPolicy
 from domain.payouts.application import PayoutApplication
+from domain.payouts.values import RematchRequested
 from projections import payouts as payouts_read_model
 from projections import sales_documents
 from projections.payouts import PayoutsProjection
@@ -520,3 +525,75 @@ async def test_given_shopifys_sample_whose_transactions_do_not_add_up_then_held_
                                         payout["id"])) == "held"
     assert await scratch_pool.fetchval("SELECT count(*) FROM readmodel.payout_exceptions WHERE payout_id = $1 "
                                        "AND kind = 'does_not_add_up' AND status = 'open'", payout["id"]) == 1
+
+
+async def test_given_a_charge_journalled_on_clearing_when_its_order_arrives_then_a_reclassification_journal_moves_it(
+        flow, prima_url, shopify_url, scratch_pool, kafka_bootstrap, ops):
+    order_id = time.time_ns() // 1000
+    capture = order_id + 7
+    payout_id = order_id + 11
+    flow.payout_decider.policy = replace(flow.payout_decider.policy, documents_grace=timedelta(0))
+    # Given a payout paid before the integration saw its order: journalled with the charge on clearing
+    await seed(shopify_url, {"id": payout_id, "status": "paid", "date": "2026-11-28", "currency": "USD",
+                             "amount": "75.72"},
+               [rest_transaction(payout_id + 1, "charge", "78.29", "2.57", payout_id, order=order_id,
+                                 order_transaction=capture),
+                rest_transaction(payout_id + 2, "payout", "-75.72", "0.00", payout_id, source_id=payout_id,
+                                 source_type="payout")])
+    facts = await ingest(flow, kafka_bootstrap, payout_id)
+    await flow.payout_decider.handle([Delivery(f, SHOPIFY_PAYOUTS.name, 0, i, None) for i, f in enumerate(facts)])
+    [command] = await flow.relay()
+    [posted] = await flow.to_prima([command])
+    await flow.payout_decider.handle([Delivery(posted, PRIMA_OUTCOMES.name, 0, 0, None)])
+    await flow.relay()
+    [journal] = await journals(prima_url, f"shopify-payout:{payout_id}")
+    assert lines_of(journal) == sorted([("1010", "75.72", "0.00", None), ("1290", "0.00", "78.29", None),
+                                        ("6100", "2.57", "0.00", None)])
+    row = await scratch_pool.fetchrow("SELECT state, unmatched FROM readmodel.payouts WHERE payout_id = $1", payout_id)
+    assert dict(row) == {"state": "journalled", "unmatched": 1}
+
+    # When the order is paid through the stack, and the sweep matches the payout again
+    snapshot = us_tax_exclusive(order_id, transactions=[transaction("capture", amount=D("78.29"), currency="USD",
+                                                                    transaction_id=capture)])
+    sales_order = await flow.order_paid(snapshot)
+    assert payout_id in await flow.payout_decider.rematch_unmatched()
+    [reclassify] = await flow.relay()
+    assert reclassify.idempotency_key == f"shopify-prima:reclassify-journal:{payout_id}:1"
+    assert await scratch_pool.fetchval("SELECT state FROM readmodel.payouts WHERE payout_id = $1",
+                                       payout_id) == "journalled"  # matched, but not reclassified in Prima yet
+    [moved] = await flow.to_prima([reclassify])
+    assert isinstance(moved, PrimaJournalPosted)
+    await flow.payout_decider.handle([Delivery(moved, PRIMA_OUTCOMES.name, 0, 0, None)])
+    await flow.relay()
+
+    # Then Prima holds the reclassification computed by hand: the clearing account debited with
+    # the charge, sales 70.95, shipping 7.95, tax 6.39 credited, discounts 7.00 debited (85.29 each side)
+    [reclassification] = await journals(prima_url, f"shopify-payout:{payout_id}:reclassification:1")
+    assert reclassification["journal_number"] == moved.journal_number
+    assert lines_of(reclassification) == sorted([
+        ("1290", "78.29", "0.00", None), ("4000", "0.00", "70.95", None), ("4100", "0.00", "7.95", None),
+        ("4900", "7.00", "0.00", None),
+        *[("2200", "0.00", "6.39", t) for t in {line[3] for line in lines_of(reclassification) if line[0] == "2200"}],
+    ])
+    assert [j["journal_number"] for j in await journals(prima_url, f"shopify-payout:{payout_id}")] == [
+        posted.journal_number]  # the posted journal is untouched
+    shown = ops.get(f"/payouts/{payout_id}").json()
+    assert (shown["state"], shown["matched"], shown["unmatched"]) == ("reconciled", 1, 0)
+    [listed] = shown["reclassifications"]
+    assert (listed["status"], listed["journal_number"], listed["idempotency_key"]) == (
+        "posted", moved.journal_number, f"shopify-prima:reclassify-journal:{payout_id}:1")
+    assert listed["charge_ids"] == [payout_id + 1] and "reclassifications" not in shown["journal"]
+    assert [(line["category"], line["debit"], line["credit"]) for line in listed["lines"]] == [
+        ("sales", "0.00", "70.95"), ("shipping", "0.00", "7.95"), ("discounts", "7.00", "0.00"),
+        ("tax", "0.00", "6.39"), ("unmatched_charges", "78.29", "0.00")]
+    assert shown["transactions"][0]["document"] == sales_order
+    # the month's report counts it: the tie-out still holds
+    report = ops.get("/payouts/report", params={"month": "2026-11"}).json()
+    [tie] = [t for t in report["tie_out"] if t["currency"] == "USD"]
+    assert D(tie["difference"]) == 0
+
+    # a later re-match with nothing new: no second reclassification
+    await flow.payout_decider.decide([RematchRequested(payout_id=payout_id, requested_by="ops",
+                                                       requested_at=NOW)])
+    assert await flow.relay() == []
+    assert len(await journals(prima_url, f"shopify-payout:{payout_id}:reclassification:2")) == 0
