@@ -64,6 +64,15 @@ def payouts_show(payout_id: int, transactions: int = typer.Option(200, min=0, ma
             table.add_row(str(line["line_number"]), line["account"], line["description"], line["debit"],
                           line["credit"], line.get("tax_code") or "")
         cli.console.print(table)
+    for r in p.get("reclassifications") or []:  # charges moved off the clearing account once matched
+        table = Table(title=f"reclassification {r.get('journal_number') or '(not posted yet)'}: {r['status']}, "
+                            f"{len(r.get('charge_ids') or [])} charge(s)")
+        for column in ("line", "account", "description", "debit", "credit", "tax code"):
+            table.add_column(column)
+        for line in r["lines"]:
+            table.add_row(str(line["line_number"]), line["account"], line["description"], line["debit"],
+                          line["credit"], line.get("tax_code") or "")
+        cli.console.print(table)
     if p.get("reversal_number"):
         cli.console.print(f"reversed by {p['reversal_number']}")
     table = Table(title="transactions")

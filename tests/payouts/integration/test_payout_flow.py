@@ -528,7 +528,7 @@ async def test_given_shopifys_sample_whose_transactions_do_not_add_up_then_held_
 
 
 async def test_given_a_charge_journalled_on_clearing_when_its_order_arrives_then_a_reclassification_journal_moves_it(
-        flow, prima_url, shopify_url, scratch_pool, kafka_bootstrap, ops):
+        flow, prima_url, shopify_url, scratch_pool, kafka_bootstrap, ops, run_cli):
     order_id = time.time_ns() // 1000
     capture = order_id + 7
     payout_id = order_id + 11
@@ -587,6 +587,9 @@ async def test_given_a_charge_journalled_on_clearing_when_its_order_arrives_then
         ("sales", "0.00", "70.95"), ("shipping", "0.00", "7.95"), ("discounts", "7.00", "0.00"),
         ("tax", "0.00", "6.39"), ("unmatched_charges", "78.29", "0.00")]
     assert shown["transactions"][0]["document"] == sales_order
+    shown_by_cli = run_cli("payouts", "show", str(payout_id))  # and the CLI lists it
+    assert shown_by_cli.exit_code == 0, shown_by_cli.output
+    assert f"reclassification {moved.journal_number}: posted, 1 charge(s)" in shown_by_cli.output
     # the month's report counts it: the tie-out still holds
     report = ops.get("/payouts/report", params={"month": "2026-11"}).json()
     [tie] = [t for t in report["tie_out"] if t["currency"] == "USD"]
