@@ -251,9 +251,9 @@ class Order(Aggregate):
         self.quarantine = None
         self.needs_decision = False
 
-    @event("SalesOrderAmendmentRequested")
-    def _amendment_requested(self, command: SalesOrderAmendment) -> None:
-        self.state = OrderState.AMENDING
+    def _change_taken(self, command: SalesOrderChange, state: OrderState) -> None:
+        """A change of the sales order on its way to Prima (the same command again counts once)."""
+        self.state = state
         if self.change is None or self.change.command_id != command.command_id:
             self.changes_issued += 1
         self.change = command
@@ -261,6 +261,10 @@ class Order(Aggregate):
         self.held = None
         self.quarantine = None
         self.needs_decision = False
+
+    @event("SalesOrderAmendmentRequested")
+    def _amendment_requested(self, command: SalesOrderAmendment) -> None:
+        self._change_taken(command, OrderState.AMENDING)
 
     @event("SalesOrderAmended")
     def _amended(self, command_id: UUID, sales_order_number: str, status: str, occurred_at: datetime) -> None:
@@ -273,14 +277,7 @@ class Order(Aggregate):
 
     @event("SalesOrderCancellationRequested")
     def _cancellation_requested(self, command: SalesOrderCancellation) -> None:
-        self.state = OrderState.CANCELLING
-        if self.change is None or self.change.command_id != command.command_id:
-            self.changes_issued += 1
-        self.change = command
-        self.change_failure = None
-        self.held = None
-        self.quarantine = None
-        self.needs_decision = False
+        self._change_taken(command, OrderState.CANCELLING)
 
     @event("SalesOrderCancelled")
     def _sales_order_cancelled(self, command_id: UUID, sales_order_number: str, status: str,
