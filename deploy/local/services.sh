@@ -49,6 +49,9 @@ ops_api          services.ops.api                SHOPIFY_PRIMA_OPS_API_PORT     
 "
 
 declare -A MODULE PORT CHECK
+# Where this `start` reads a process's log from: a process already running (restarted earlier by
+# its supervisor, e.g. after a chaos run's kill -9) is judged by what it logs from now on only.
+declare -A FROM=()
 ALL=()
 while read -r name module port_var port path; do
   [[ -n "$name" ]] || continue
@@ -110,6 +113,7 @@ start_one() {
   lf="$(logfile "$name")"
   if running "$name"; then
     log "$name already running (pid $(cat "$pf"))"
+    FROM[$name]=$(( $(wc -l <"$lf" 2>/dev/null || echo 0) + 1 ))
     return 0
   fi
   if port_open "${PORT[$name]}"; then
@@ -130,7 +134,7 @@ wait_all() {
   while ((${#pending[@]} > 0)); do
     still=()
     for name in "${pending[@]}"; do
-      if ! running "$name" || [[ -n "$(sed -n "$(start_line "$name"),\$p" "$(logfile "$name")" | grep -m1 ' exited with status ')" ]]; then
+      if ! running "$name" || [[ -n "$(sed -n "${FROM[$name]:-$(start_line "$name")},\$p" "$(logfile "$name")" | grep -m1 ' exited with status ')" ]]; then
         run_tail "$name"
         die "$name (python -m ${MODULE[$name]}) exited during start-up (log above)"
       fi
