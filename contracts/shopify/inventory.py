@@ -76,9 +76,10 @@ class SetInventoryLevel(_Frozen):
     issued_at: datetime
     # what made it: a Prima change (pushed after a short debounce), a full comparison's repair
     # (batched with the rest of the run), an operator's release, a peak window's buffer, an order
-    # accepted or refused (pending allocations), a stale compare-and-set, an automatic release
+    # accepted or refused (pending allocations), a stale compare-and-set, an automatic release,
+    # what changed while a push was held back by an exception its late confirmation cleared
     origin: Literal["prima_change", "full_comparison", "operator", "buffer_change", "pending_allocation",
-                    "stale_level", "auto_release"] = "prima_change"
+                    "stale_level", "auto_release", "push_confirmed"] = "prima_change"
 
 
 class SetProductStatus(_Frozen):

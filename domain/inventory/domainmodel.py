@@ -271,13 +271,20 @@ class StockItem(Aggregate):
         """What Shopify answered to a push. Outcomes are applied in the order of the pushes: a
         confirmation of a push this StockItem did not issue, or older than the newest confirmed
         or excepted push (a redelivery), changes nothing; a failure or a stale compare-and-set of
-        a push that a newer one replaced is left to the newer one."""
+        a push that a newer one replaced is left to the newer one. A confirmation that clears an
+        exception decides again (what changed while pushes were held back)."""
         if isinstance(outcome, PushConfirmedByShopify):
             if str(outcome.command_id) not in self.issued:
                 return False
+            held_back = self.exception is not None
             self._push_confirmed(command_id=outcome.command_id, quantity=outcome.quantity,
                                  previous_quantity=outcome.previous_quantity,
                                  stale_retries=outcome.stale_retries, occurred_at=outcome.occurred_at)
+            if held_back:
+                # the exception held pushes back: Prima may have moved since (a parked push
+                # re-driven late); decide again from what is known now, or Shopify keeps the
+                # confirmed level until the next full comparison
+                self._decide(rules, now, "push_confirmed")
             return True
         if self.pending is None or self.pending.command_id != outcome.command_id:
             return False  # a superseded command's failure: the newer command decides

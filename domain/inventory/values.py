@@ -200,7 +200,8 @@ class InventoryPush:
     change_from_quantity: int | None  # the level last confirmed or observed in Shopify
     reference_document_uri: str  # names the Prima stock record the level comes from
     issued_at: datetime  # strictly increasing per StockItem: the gateway orders decisions by it
-    # prima_change, full_comparison, operator, buffer_change, pending_allocation, stale_level, auto_release
+    # prima_change, full_comparison, operator, buffer_change, pending_allocation, stale_level, auto_release,
+    # push_confirmed
     origin: str
 
 

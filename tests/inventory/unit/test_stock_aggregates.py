@@ -343,6 +343,32 @@ def test_a_late_confirmation_of_the_push_that_failed_clears_its_exception(app):
     assert (found.exception, found.shopify_level) == (None, 8)
 
 
+def test_a_late_confirmation_of_a_parked_push_decides_again_from_what_prima_has_now(app):
+    """Found by the full chaos run (2 SKU-locations never converged): Prima's stock changed
+    while the push was parked (the exception holds pushes back), then the gateway re-drove the
+    parked push and Shopify took it. The confirmation cleared the exception but decided nothing,
+    so Shopify kept the old level until the next full comparison."""
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([parked(command)], POLICY, T0)
+    app.handle([stock("TEE", 6, 2)], POLICY, T0)
+    assert len(pushes(app, "TEE")) == 1  # held back while the exception is open
+    app.handle([confirmed(command, T0 + timedelta(minutes=1))], POLICY, T0 + timedelta(minutes=1))
+    found = app.find_stock("TEE", LOC)
+    assert found.exception is None
+    latest = pushes(app, "TEE")[-1]
+    assert (len(pushes(app, "TEE")), latest.quantity, latest.change_from_quantity) == (2, 4, 8)
+    assert found.pending == latest
+
+
+def test_a_confirmation_that_leaves_shopify_as_desired_pushes_nothing(app):
+    app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
+    [command] = pushes(app, "TEE")
+    app.handle([parked(command)], POLICY, T0)
+    app.handle([confirmed(command, T0 + timedelta(minutes=1))], POLICY, T0)
+    assert len(pushes(app, "TEE")) == 1
+
+
 def test_a_confirmation_of_a_push_this_stock_item_never_issued_is_ignored(app):
     app.handle([variant("TEE", 0), stock("TEE", 10, 1)], POLICY, T0)
     [command] = pushes(app, "TEE")
