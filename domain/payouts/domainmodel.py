@@ -38,7 +38,7 @@ from domain.payouts.journal import (
     reversal,
 )
 from domain.payouts.matching import MATCHED, UNMATCHED, match_payout, order_ids
-from domain.payouts.split import charge_parts
+from domain.payouts.split import splittable
 from domain.payouts.values import (
     CANCELED,
     FAILED,
@@ -363,14 +363,15 @@ class Payout(Aggregate):
         if header.status not in policy.journal_on:
             return
         waiting_since = self.first_observed_at or now
-        if charges_in_clearing(header, transactions, documents) and now < waiting_since + policy.documents_grace:
+        clearing = charges_in_clearing(header, transactions, documents)
+        if clearing and now < waiting_since + policy.documents_grace:
             return  # their orders may be on their way: matched again by the sweep, then journalled in full
         journal = build_journal(header, transactions, policy.accounts, documents)
         command_id = uuid5(self.id, f"post-journal/{self.commands_issued + 1}")
         self._journal_requested(request=JournalRequest(
             command_id=command_id, idempotency_key=f"shopify-prima:post-journal:{self.payout_id}",
             payout_id=self.payout_id, issued_at=now, journal=journal),
-            clearing=tuple(charges_in_clearing(header, transactions, documents)))
+            clearing=tuple(clearing))
 
     def reclassifiable(self, documents: Mapping[int, OrderDocument]) -> list[BalanceTransaction]:
         """The charges the posted journal carried on the clearing account that are matched now,
@@ -382,7 +383,7 @@ class Payout(Aggregate):
             if t is None or charge_id in self.reclassified or match is None or match.status != MATCHED:
                 continue
             document = documents.get(t.order_id) if t.order_id is not None else None
-            if charge_parts(t.amount.amount, document) is not None:
+            if splittable(document):
                 found.append(t)
         return found
 

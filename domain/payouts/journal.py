@@ -28,7 +28,7 @@ from decimal import Decimal
 from domain.payouts.accounts import AccountMapping
 from domain.payouts.categories import Category, categories_of
 from domain.payouts.checks import is_own_transfer
-from domain.payouts.split import charge_parts
+from domain.payouts.split import charge_parts, splittable
 from domain.payouts.values import (
     BalanceTransaction,
     Journal,
@@ -57,7 +57,7 @@ def charges_in_clearing(payout: PayoutHeader, transactions: Sequence[BalanceTran
         category = categories_of(t.type)
         if category is not None and category[0] is Category.SALES:
             document = documents.get(t.order_id) if t.order_id is not None else None
-            if charge_parts(t.amount.amount, document) is None:
+            if not splittable(document):
                 found.append(t.transaction_id)
     return found
 
