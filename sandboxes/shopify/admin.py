@@ -45,6 +45,7 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
+import sandboxes.shopify.fulfillments  # noqa: F401  (registers fulfillment orders, fulfillmentCreate, holds)
 import sandboxes.shopify.mutations  # noqa: F401  (registers the mutations)
 import sandboxes.shopify.order_queries  # noqa: F401  (registers the order queries)
 import sandboxes.shopify.payouts  # noqa: F401  (registers shopifyPaymentsAccount)

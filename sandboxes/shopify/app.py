@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from sandboxes.shopify.admin import admin_router
+from sandboxes.shopify.fulfillments import control_router as fulfillment_controls
 from sandboxes.shopify.order_queries import control_router, record_delivery
 from sandboxes.shopify.payouts import control_router as payout_controls
 from sandboxes.shopify.state import ShopState
@@ -34,6 +35,8 @@ def create_app(ingest_url: str, secret: str, *, access_token: str = "sandbox-tok
     app.include_router(admin_router(app.state.shopify))
     app.include_router(control_router(app.state.shopify))
     app.include_router(payout_controls(app.state.shopify))
+    app.include_router(fulfillment_controls(app.state.shopify))
+    app.state.shopify.fulfillments.secret = secret  # fulfillments/* webhooks are signed like the others
 
     @app.get("/health")
     async def health():

@@ -68,6 +68,7 @@ from graphql import (
 )
 from graphql.language import get_location
 from graphql.pyutils import Undefined
+from graphql.utilities import value_from_ast_untyped
 
 MAX_QUERY_COST = 1000
 MUTATION_COST = 10
@@ -200,6 +201,10 @@ class CostCalculator:
     # ----------------------------------------------------------------- requested
 
     def requested(self, operation: OperationDefinitionNode) -> int:
+        for definition in operation.variable_definitions or ():  # a variable left out takes its default
+            name = definition.variable.name.value
+            if name not in self.variables and definition.default_value is not None:
+                self.variables = {**self.variables, name: value_from_ast_untyped(definition.default_value)}
         if operation.operation == OperationType.MUTATION:
             root = self.schema.mutation_type
             return MUTATION_COST * len(self.flatten([operation.selection_set], root))

@@ -41,6 +41,7 @@ import base64
 import json
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -116,6 +117,8 @@ class OrderBook:
 
     def __init__(self) -> None:
         self.orders: dict[int, HeldOrder] = {}
+        # called with (order id, the order as now held, or None once deleted): fulfillments.py
+        self.watchers: list[Callable[[int, HeldOrder | None], None]] = []
 
     def record(self, body: Any) -> HeldOrder:
         """Hold this order body unless the shop holds a later change of the order."""
@@ -123,6 +126,8 @@ class OrderBook:
         held = self.orders.get(order.id)
         if held is None or order.updated_at >= held.updated_at:
             self.orders[order.id] = order
+            for watcher in self.watchers:
+                watcher(order.id, order)
             return order
         return held
 
@@ -130,7 +135,11 @@ class OrderBook:
         return self.orders.get(order_id)
 
     def delete(self, order_id: int) -> bool:
-        return self.orders.pop(order_id, None) is not None
+        if self.orders.pop(order_id, None) is None:
+            return False
+        for watcher in self.watchers:
+            watcher(order_id, None)
+        return True
 
     def reset(self) -> None:
         self.orders.clear()

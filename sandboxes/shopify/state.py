@@ -10,6 +10,7 @@ from typing import Any
 
 from sandboxes.shopify.bulk import BulkManager
 from sandboxes.shopify.cost import PLANS, Bucket
+from sandboxes.shopify.fulfillments import FulfillmentBook
 from sandboxes.shopify.order_queries import OrderBook
 from sandboxes.shopify.payouts import PayoutBook
 from sandboxes.shopify.store import Store
@@ -124,6 +125,7 @@ class ShopState:
         self.store = Store()
         self.orders = OrderBook()  # the shop's orders (order_queries.py)
         self.payouts = PayoutBook()  # Shopify Payments payouts (payouts.py)
+        self.fulfillments = FulfillmentBook(self.store, self.orders)  # fulfillment orders (fulfillments.py)
         self.stats = Stats()
         self.faults = Faults()
         self.bulk = BulkManager()
@@ -157,6 +159,7 @@ class ShopState:
         self.store.reset()
         self.orders.reset()
         self.payouts.reset()
+        self.fulfillments.reset()
         self.stats = Stats()
         self.faults = Faults()
         self.bulk.reset()

@@ -150,7 +150,9 @@ async def test_every_operation_the_integration_sends_is_covered_here():
                                       # the order reconciler's, run against this sandbox in
                                       # test_shopify_sandbox_orders.py and tests/orders/integration/test_reconciler.py
                                       "ReconcileOrders", "ReconcileOrdersCount", "ReconcileOrderLines",
-                                      "ReconcileOrderRefunds", "ReconcileOrderIds"}
+                                      "ReconcileOrderRefunds", "ReconcileOrderIds",
+                                      # the fulfilment gateway's, run in test_shopify_sandbox_fulfilment.py
+                                      "OrderFulfillmentOrders", "FulfillmentCreate", "FulfillmentTrackingInfoUpdate"}
 
 
 async def test_locations_pages_with_first_and_after(shop: Sandbox):
