@@ -18,6 +18,7 @@ from typing import ClassVar, cast
 from eventsourcing.persistence import JSONTranscoder
 
 from domain.catalog.items import ItemMaster
+from domain.orders.bundles import component_skus
 from domain.orders.domainmodel import DeliveryOutcome, Order
 from domain.orders.policy import DEFAULT_POLICY, OrderPolicy
 from domain.orders.values import (
@@ -61,13 +62,17 @@ class OrderApplication(BatchApplication):
 
     def handle(self, facts: Sequence[OrderFact], items: ItemMaster | ItemLookup, now: datetime,
                policy: OrderPolicy = DEFAULT_POLICY) -> HandleResult:
-        """`items`: the item master, or a look-up that gives it for a set of SKUs (asked once, for
-        the SKUs of the batch's deliveries, of the orders the batch touches, and of the rules)."""
+        """`items`: the item master, or a look-up that gives it for a set of SKUs (asked for the
+        SKUs of the batch's deliveries, of the orders the batch touches, and of the rules; then
+        once more for the components of the kits among them)."""
         result = HandleResult()
         uow = self.unit_of_work()
         uow.preload(Order.create_id(shopify_order_id_of(fact)) for fact in facts)
         if callable(items):
-            items = items(self._skus(facts, uow, policy))
+            lookup = items
+            items = lookup(self._skus(facts, uow, policy))
+            if components := component_skus(items) - set(items):  # the kits' components: read once more
+                items = {**items, **lookup(components)}
         for fact in facts:
             self._apply(uow, fact, items, now, result, policy)
         result.saved = uow.commit()

@@ -18,8 +18,15 @@ from domain.orders.values import Address, SalesOrder, SalesOrderLine
 
 def _keyed(lines: tuple[SalesOrderLine, ...], by_line_id: bool) -> dict[tuple, SalesOrderLine]:
     """Lines by the Shopify line they stand for (and what they book), or by item alone for a
-    sales order recorded before lines named their Shopify line."""
-    return {((line.line_id,) if by_line_id else ()) + (line.item_id, line.account): line for line in lines}
+    sales order recorded before lines named their Shopify line; the n-th line with the same key
+    (a bundle's component at two prices has two lines) is told apart by n."""
+    keyed: dict[tuple, SalesOrderLine] = {}
+    seen: dict[tuple, int] = {}
+    for line in lines:
+        key = ((line.line_id,) if by_line_id else ()) + (line.item_id, line.account)
+        seen[key] = seen.get(key, 0) + 1
+        keyed[key + ((seen[key],) if seen[key] > 1 else ())] = line
+    return keyed
 
 
 def _what(line: SalesOrderLine) -> str:

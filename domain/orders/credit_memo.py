@@ -4,6 +4,8 @@
   Shopify states them, booked against what the sales order booked the line to (its item or
   account; a line the sales order does not carry is mapped like an order line), with Shopify's
   restock_type and a `returned` flag (the units come back into stock: return, cancel, legacy).
+  A refunded bundle line is credited as its components, its amount and tax spread over them by
+  the sales order's rule (domain/orders/bundles.py), one memo line per component.
 - Shipping refunded: the refund's shipping lines, or else its shipping_refund adjustments.
 - Other order adjustments (a refund discrepancy): carried as adjustments, signed so that they add
   to the memo what they take off the order.
@@ -23,8 +25,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from domain.catalog.items import ItemMaster, ItemType
+from domain.orders.bundles import spread_memo
 from domain.orders.current import refunded_money
-from domain.orders.mapping import LineRules, describe_line, map_line
+from domain.orders.mapping import (
+    LineRules,
+    Target,
+    booked_targets,
+    describe_line,
+    map_line,
+)
 from domain.orders.values import (
     CreditMemo,
     CreditMemoAdjustment,
@@ -61,22 +70,19 @@ class MemoDecision:
     problem: MemoProblem | None = None
 
 
-def _booked(order_line: OrderLine | None, line_id: int, sales_order: SalesOrder | None, items: ItemMaster,
-            rules: LineRules) -> tuple[str, str | None, str | None, str | None] | str:
-    """(kind, item_id, sku, account) the line is booked to, or why it cannot be."""
-    for so_line in (sales_order.lines if sales_order else ()):
-        if so_line.line_id == line_id:
-            return so_line.kind, so_line.item_id, so_line.sku, so_line.account
+def _booked(order_line: OrderLine | None, line_id: int, booked: Mapping[int, Target], items: ItemMaster,
+            rules: LineRules) -> Target | str:
+    """What the line is booked to (as the sales order booked it, else mapped like an order
+    line), or why it cannot be."""
+    if line_id in booked:
+        return booked[line_id]
     if order_line is None:
         return f"the refund names order line {line_id}, which the order does not have"
     target, missing, no_rule = map_line(order_line, items, rules)
     if target is None:
-        return no_rule or f"{describe_line(order_line)}: SKU {missing[0] if missing else ''!r}: " \
-                          f"{missing[1] if missing else 'maps nowhere'}"
-    if target.account is not None:
-        return SalesOrderLineKind.ACCOUNT, None, None, target.account
-    assert target.item is not None
-    return SalesOrderLineKind.ITEM, target.item.item_id, target.item.sku, None
+        return no_rule or f"{describe_line(order_line)}: " + "; ".join(
+            f"SKU {sku!r}: {why}" for sku, why in missing)
+    return target
 
 
 def _goodwill_line(amount: Decimal, goodwill_sku: str | None, items: ItemMaster) -> CreditMemoLine | str:
@@ -99,17 +105,30 @@ def build_credit_memo(refund: Refund, order: OrderSnapshot, sales_order_number: 
     refunded = to_cents(refunded_money(refund.transactions))
     lines: list[CreditMemoLine] = []
     unmapped: list[str] = []
-    for number, rl in enumerate(refund.lines, start=1):
-        booked = _booked(order_lines.get(rl.line_id), rl.line_id, sales_order, items, rules)
+    booked_lines = booked_targets(sales_order)
+    for rl in refund.lines:
+        booked = _booked(order_lines.get(rl.line_id), rl.line_id, booked_lines, items, rules)
         if isinstance(booked, str):
             unmapped.append(booked)
             continue
-        kind, item_id, sku, account = booked
+        returned = rl.restock_type in RETURNED
+        if booked.components:  # a bundle line: its components are credited, by the sales order's rule
+            for part in spread_memo(booked.components, rl.quantity, to_cents(rl.subtotal.amount),
+                                    to_cents(rl.tax.amount), order.currency):
+                lines.append(CreditMemoLine(
+                    line_number=len(lines) + 1, kind=SalesOrderLineKind.ITEM, item_id=part.component.item.item_id,
+                    sku=part.component.item.sku, account=None,
+                    description=part.component.item.description or part.component.item.sku, quantity=part.quantity,
+                    amount=part.amount, tax_amount=part.tax, restock_type=rl.restock_type, returned=returned,
+                    line_id=rl.line_id))
+            continue
+        kind = SalesOrderLineKind.ACCOUNT if booked.account is not None else SalesOrderLineKind.ITEM
         title = order_lines[rl.line_id].title if rl.line_id in order_lines else f"line {rl.line_id}"
         lines.append(CreditMemoLine(
-            line_number=number, kind=kind, item_id=item_id, sku=sku, account=account, description=title,
+            line_number=len(lines) + 1, kind=kind, item_id=booked.item.item_id if booked.item else None,
+            sku=booked.item.sku if booked.item else None, account=booked.account, description=title,
             quantity=rl.quantity, amount=to_cents(rl.subtotal.amount), tax_amount=to_cents(rl.tax.amount),
-            restock_type=rl.restock_type, returned=rl.restock_type in RETURNED, line_id=rl.line_id))
+            restock_type=rl.restock_type, returned=returned, line_id=rl.line_id))
     shipping = None
     if refund.shipping:
         shipping = CreditMemoShipping(description="Shipping refunded",

@@ -53,6 +53,7 @@ class LineFigures:
     units: int
     discount: Decimal
     tax: Decimal
+    taxes: tuple[Decimal, ...] = ()  # each tax line's, in order (they add up to `tax`)
 
 
 def figures_for(line: OrderLine, units: int) -> LineFigures:
@@ -63,7 +64,8 @@ def figures_for(line: OrderLine, units: int) -> LineFigures:
         share = Decimal(units) / Decimal(line.quantity)
         discount = to_cents(discount * share)
         taxes = [to_cents(t * share) for t in taxes]
-    return LineFigures(units=units, discount=to_cents(discount), tax=to_cents(sum(taxes, ZERO)))
+    return LineFigures(units=units, discount=to_cents(discount), tax=to_cents(sum(taxes, ZERO)),
+                       taxes=tuple(to_cents(t) for t in taxes))
 
 
 def refunded_money(transactions: Iterable[PaymentTransaction]) -> Decimal:

@@ -22,13 +22,13 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.catalog.items import ItemMaster, PrimaItem
+from domain.catalog.items import ItemMaster
 from domain.orders.changes import differences, summary
 from domain.orders.credit_memo import build_credit_memo
 from domain.orders.current import known_refunds, sold_quantity
 from domain.orders.cutoff import CutoffPassed
 from domain.orders.figures import figure_problem
-from domain.orders.mapping import Target, map_lines, map_order_lines
+from domain.orders.mapping import Target, booked_targets, map_lines, map_order_lines
 from domain.orders.payment import payment_captured
 from domain.orders.policy import DEFAULT_POLICY, OrderPolicy
 from domain.orders.sales_order import build_sales_order, totals_mismatch
@@ -709,17 +709,9 @@ class Order(Aggregate):
 
     def _booked_lines(self) -> dict[int, Target]:
         """What the sales order Prima holds books each Shopify line to: kept for those lines, so
-        that an item retired in Prima since does not stop an edit of the order's other lines."""
-        booked: dict[int, Target] = {}
-        for line in (self.prima_order.lines if self.prima_order else ()):
-            if line.line_id is None:
-                continue
-            if line.account is not None:
-                booked[line.line_id] = Target(account=line.account, rule="as booked")
-            elif line.item_id is not None and line.sku is not None:
-                booked[line.line_id] = Target(item=PrimaItem(item_id=line.item_id, sku=line.sku,
-                                                             description=line.description), rule="as booked")
-        return booked
+        that an item retired in Prima since does not stop an edit of the order's other lines (a
+        bundle line keeps the components it was expanded into)."""
+        return booked_targets(self.prima_order)
 
     def _request_change(self, change: SalesOrderChange) -> None:
         if isinstance(change, SalesOrderCancellation):

@@ -8,9 +8,13 @@
   Prima non-stock item (a service item, by SKU) or a ledger account. A gift card sold is a
   liability: map it to an account, not to revenue.
 
+- A product whose SKU is a Prima kit: its components (domain/orders/bundles.py), each of which
+  must be an active Prima item; the sales order carries them instead of the kit.
+
 Nothing is guessed: a product line that maps to no item and no rule quarantines the whole order
-(unmapped_sku, each SKU's reason named), and a non-product line without a rule does too
-(unmapped_line, the line named). Lines with nothing left (removed by an edit) are not mapped.
+(unmapped_sku, each SKU's reason named; a kit's unknown or inactive component is named like an
+unknown SKU), and a non-product line without a rule does too (unmapped_line, the line named).
+Lines with nothing left (removed by an edit) are not mapped.
 """
 
 from __future__ import annotations
@@ -22,8 +26,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.catalog.items import ItemMaster, ItemType, PrimaItem, why_not_sellable
-from domain.orders.values import LineKind, OrderLine, OrderSnapshot
+from domain.catalog.items import (
+    Component,
+    ItemMaster,
+    ItemType,
+    PrimaItem,
+    why_not_sellable,
+)
+from domain.orders.bundles import KitComponent, components_of
+from domain.orders.values import (
+    LineKind,
+    OrderLine,
+    OrderSnapshot,
+    SalesOrder,
+    SalesOrderLine,
+)
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -84,6 +101,7 @@ class Target:
     item: PrimaItem | None = None
     account: str | None = None
     rule: str | None = None  # the rule that gave it (None: the line's own SKU)
+    components: tuple[KitComponent, ...] = ()  # a kit's: the lines Prima gets instead of the kit
 
 
 @dataclass(frozen=True)
@@ -139,26 +157,58 @@ def _rule_target(rule: LineRule, items: ItemMaster) -> tuple[Target | None, str 
 
 
 def map_line(line: OrderLine, items: ItemMaster, rules: LineRules | None = None
-             ) -> tuple[Target | None, tuple[str, str] | None, str | None]:
-    """(target, (SKU, why) when a product's SKU maps nowhere, a description of a line no rule
-    maps) for one line: exactly one of the three is set."""
+             ) -> tuple[Target | None, tuple[tuple[str, str], ...], str | None]:
+    """(target, (SKU, why) of each SKU that maps nowhere (a product's, or its kit's components'),
+    a description of a line no rule maps) for one line: exactly one of the three is set."""
     rules = rules or LineRules()
     if line.kind == LineKind.PRODUCT and line.sku:
         item = items.get(line.sku)
         why = why_not_sellable(item)
         if why is None and item is not None:
-            return Target(item=item), None, None
+            if item.item_type != ItemType.BUNDLE:
+                return Target(item=item), (), None
+            components, unsellable = components_of(item, items)
+            return (None, unsellable, None) if unsellable else (Target(item=item, components=components), (), None)
     else:
         why = "no SKU"
     rule = rules.rule_for(line)
     if rule is not None:
         target, problem = _rule_target(rule, items)
         if target is not None:
-            return target, None, None
-        return None, None, f"{describe_line(line)}: {problem}"
+            return target, (), None
+        return None, (), f"{describe_line(line)}: {problem}"
     if line.kind == LineKind.PRODUCT:
-        return None, (line.sku or "", why or "no Prima item with this SKU"), None
-    return None, None, f"{describe_line(line)}: no line rule maps a {line.kind} line (ORDER_LINE_RULES)"
+        return None, ((line.sku or "", why or "no Prima item with this SKU"),), None
+    return None, (), f"{describe_line(line)}: no line rule maps a {line.kind} line (ORDER_LINE_RULES)"
+
+
+def booked_targets(sales_order: SalesOrder | None) -> dict[int, Target]:
+    """What a sales order books each Shopify line to (by line id): its item or account, or the kit
+    whose components its lines carry (in their order, the units per bundle as recorded)."""
+    booked: dict[int, Target] = {}
+    kits: dict[int, list[SalesOrderLine]] = {}
+    for line in (sales_order.lines if sales_order else ()):
+        if line.line_id is None:
+            continue
+        if line.bundle_sku is not None and line.bundle_item_id is not None and line.item_id and line.sku:
+            kits.setdefault(line.line_id, []).append(line)
+        elif line.account is not None:
+            booked[line.line_id] = Target(account=line.account, rule="as booked")
+        elif line.item_id is not None and line.sku is not None:
+            booked[line.line_id] = Target(item=PrimaItem(item_id=line.item_id, sku=line.sku,
+                                                         description=line.description), rule="as booked")
+    for line_id, parts in kits.items():
+        components: dict[str, KitComponent] = {}
+        for part in parts:  # a component priced at two prices has two lines: one component
+            assert part.item_id is not None and part.sku is not None
+            components.setdefault(part.item_id, KitComponent(
+                item=PrimaItem(item_id=part.item_id, sku=part.sku, description=part.description),
+                per_bundle=part.units_per_bundle or 1))
+        kit = PrimaItem(item_id=parts[0].bundle_item_id or "", sku=parts[0].bundle_sku or "", description="",
+                        item_type=ItemType.BUNDLE,
+                        components=tuple(Component(sku=c.item.sku, quantity=c.per_bundle) for c in components.values()))
+        booked[line_id] = Target(item=kit, rule="as booked", components=tuple(components.values()))
+    return booked
 
 
 def map_lines(lines: Iterable[tuple[OrderLine, int]], items: ItemMaster, rules: LineRules | None = None,
@@ -172,13 +222,14 @@ def map_lines(lines: Iterable[tuple[OrderLine, int]], items: ItemMaster, rules: 
         if units <= 0:
             continue
         if booked and line.line_id in booked:
-            target, missing, no_rule = booked[line.line_id], None, None
+            target, missing, no_rule = booked[line.line_id], (), None
         else:
             target, missing, no_rule = map_line(line, items, rules)
         if target is not None:
             mapped.append(MappedLine(line=line, item=target.item, target=target))
-        elif missing is not None:
-            unmapped.setdefault(*missing)
+        elif missing:
+            for sku, why in missing:
+                unmapped.setdefault(sku, why)
         elif no_rule is not None:
             unruled.append(no_rule)
     return MappingResult(lines=tuple(mapped), unmapped=tuple(unmapped.items()), unruled=tuple(unruled))

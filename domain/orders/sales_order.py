@@ -1,5 +1,6 @@
 """The sales order Prima receives: Shopify's lines, discounts, tax and shipping exactly as stated,
-for the order as it stands (domain/orders/current.py).
+for the order as it stands (domain/orders/current.py); a bundle line as its components' lines
+(domain/orders/bundles.py), which add up to it exactly.
 
 Nothing is recomputed from rates. The rule that protects finance: the sales order total must
 equal what the order adds up to to the cent (Shopify's current total, plus what refunds gave
@@ -13,7 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.orders.current import expected_totals, figures_for, sold_quantity
+from domain.orders.bundles import expand
+from domain.orders.current import (
+    LineFigures,
+    expected_totals,
+    figures_for,
+    sold_quantity,
+)
 from domain.orders.mapping import MappedLine
 from domain.orders.values import (
     OrderSnapshot,
@@ -41,17 +48,20 @@ class TotalsMismatch:
 def build_sales_order(order: OrderSnapshot, lines: tuple[MappedLine, ...], refunds: Iterable[Refund] = ()
                       ) -> SalesOrder:
     refunds = tuple(refunds)
-    so_lines = []
-    for number, mapped in enumerate(lines, start=1):
+    so_lines: list[SalesOrderLine] = []
+    for mapped in lines:
         line = mapped.line
         units = sold_quantity(order, line, refunds)
         figures = figures_for(line, units)
+        if mapped.target is not None and mapped.target.components:
+            so_lines += component_lines(mapped, units, figures, order.currency, first_number=len(so_lines) + 1)
+            continue
         gross = to_cents(line.unit_price.amount * units)
         item = mapped.item
         account = mapped.account
         so_lines.append(
             SalesOrderLine(
-                line_number=number,
+                line_number=len(so_lines) + 1,
                 item_id=item.item_id if item is not None else None,
                 sku=item.sku if item is not None else None,
                 description=line.title,
@@ -91,6 +101,23 @@ def build_sales_order(order: OrderSnapshot, lines: tuple[MappedLine, ...], refun
         totals=SalesOrderTotals(lines_net=lines_net, shipping_net=shipping_net, tax=tax, total=total),
         ship_to=order.shipping_address,
     )
+
+
+def component_lines(mapped: MappedLine, units: int, figures: LineFigures, currency: str, first_number: int
+                    ) -> list[SalesOrderLine]:
+    """A bundle line as its components' lines (domain/orders/bundles.py), numbered on from
+    `first_number`, each naming the Shopify line and the kit."""
+    assert mapped.target is not None and mapped.item is not None
+    kit = mapped.item
+    parts = expand(mapped.target.components, units, mapped.line.unit_price.amount, figures.discount, figures.taxes,
+                   currency)
+    return [SalesOrderLine(
+        line_number=number, item_id=part.component.item.item_id, sku=part.component.item.sku,
+        description=part.component.item.description or part.component.item.sku, quantity=part.quantity,
+        unit_price=part.unit_price, discount_amount=part.discount, tax_amount=part.tax,
+        net_amount=part.gross - part.discount, kind=SalesOrderLineKind.ITEM, line_id=mapped.line.line_id,
+        bundle_item_id=kit.item_id, bundle_sku=kit.sku, units_per_bundle=part.component.per_bundle,
+    ) for number, part in enumerate(parts, start=first_number)]
 
 
 def totals_mismatch(order: OrderSnapshot, draft: SalesOrder, refunds: Iterable[Refund] = ()) -> TotalsMismatch | None:

@@ -340,6 +340,11 @@ class SalesOrderLine:
     kind: str = SalesOrderLineKind.ITEM
     account: str | None = None
     line_id: int | None = None  # the Shopify line it stands for
+    # a component of a bundle line (domain/orders/bundles.py): the kit's item and SKU, and the
+    # component's units in one bundle (None: not a component; every line recorded before bundles)
+    bundle_item_id: str | None = None
+    bundle_sku: str | None = None
+    units_per_bundle: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 In: Shopify order facts (shopify.orders.v1: orders, refunds, edits), Prima's outcomes
 (prima.outcomes.v1) and the operator's ReleaseOrder and ResolveOrderChange commands
 (shopify-prima.operations.v1), in batches. For each batch it reads the items the batch's SKUs
-name (its orders', its deliveries', the line rules') from the item-master read model (built from
-Prima's item facts; no call to Prima inside a handler), lets each Order decide with the flow's
+name (its orders', its deliveries', the line rules'; then the components of the kits among them:
+a bundle line reaches Prima as its components, domain/orders/bundles.py) from the item-master
+read model (built from Prima's item facts; no call to Prima inside a handler), lets each Order decide with the flow's
 configured rules (ORDER_CUTOFF, ORDER_LINE_RULES, ORDER_GOODWILL_ITEM: domain/orders/policy.py),
 and saves every changed Order in one transaction with the notification log (the outbox). The offsets are committed after the
 save (services/platform/kafka.py): a redelivered batch changes nothing.

@@ -14,7 +14,7 @@ from pathlib import Path
 from uuid import uuid4, uuid5
 
 from contracts.shopify.orders import ShopifyOrder
-from domain.catalog.items import ItemType
+from domain.catalog.items import Component, ItemType
 from domain.orders.application import OrderApplication
 from domain.orders.domainmodel import DeliveryOutcome, Order, OrderState
 from domain.orders.values import (
@@ -173,7 +173,8 @@ def test_service_item_is_not_sellable_and_quarantines():
 
 
 def test_bundle_item_is_sellable():
-    catalogue = items(**{"MUG-WHT": item("MUG-WHT", item_type=ItemType.BUNDLE)})
+    kit = replace(item("MUG-WHT", item_type=ItemType.BUNDLE), components=(Component("SOCKS-3PK", 2),))
+    catalogue = items(**{"MUG-WHT": kit})
     assert Order.receive(delivery(uk_vat_inclusive()), catalogue).state is OrderState.SENT
 
 
