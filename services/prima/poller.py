@@ -239,10 +239,11 @@ class PrimaIngest:
 
     async def _items_page(self, cursor: str | None) -> Page:
         state = json.loads(cursor) if cursor else {}
-        after = state.get("after")  # None: from the start (also for a cursor of the old form)
-        params: dict[str, Any] = {"limit": min(self.settings.prima_poll_page_size, ITEMS_PAGE_MAX)}
-        if after is not None:
-            params["after"] = after
+        # None: from the start (also for a cursor of the old form), asked as after change 0: only
+        # `after` pages in change_id order (without it Prima orders by updated_at, item_id)
+        after = state.get("after")
+        params: dict[str, Any] = {"limit": min(self.settings.prima_poll_page_size, ITEMS_PAGE_MAX),
+                                  "after": after if after is not None else "0"}
         body = await self._get("/v1/items", params)
         polled_at = datetime.now(UTC)
         try:

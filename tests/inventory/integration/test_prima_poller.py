@@ -409,6 +409,25 @@ async def test_an_item_committed_late_with_an_earlier_updated_at_is_not_skipped(
     assert change_ids["LATE-1"] < change_ids["EARLY-1"]  # in commit order: the other writer waited
 
 
+async def test_a_first_poll_reads_items_changed_together_out_of_item_id_order(make_ingest, sandbox, kafka_bootstrap,
+                                                                                topic):
+    """Found while building bundle expansion: the first items poll sent no `after`, so Prima
+    answered in (updated_at, item_id) order; items changed in one transaction share updated_at,
+    and when their item ids do not follow their change ids the page was refused as "not in
+    change_id order", on every poll, for good. The first poll asks from change 0."""
+    r = await sandbox.put("/_sandbox/items", json={"items": [
+        {"item_id": "ITM-0099", "sku": "ZED-1", "description": "changed first", "item_type": "stock"},
+        {"item_id": "ITM-0098", "sku": "ZED-2", "description": "changed second", "item_type": "stock"},
+    ]})
+    assert r.status_code == 200, r.text
+    mark = await end_offsets(kafka_bootstrap, topic)
+    ingest = await make_ingest()  # no cursor: a first poll
+    result = await ingest.poll_once(["items"])
+    assert (result["items"].outcome, result["items"].published) == ("ok", 8)  # six seeded, two new
+    assert {"ZED-1", "ZED-2"} <= {f.sku for f in item_facts(await published_since(kafka_bootstrap, mark))}
+    assert (await ingest.poll_once(["items"]))["items"].published == 0  # the cursor moved past them
+
+
 async def test_the_seeded_bundle_on_a_first_poll(make_ingest, kafka_bootstrap, topic):
     mark = await end_offsets(kafka_bootstrap, topic)
     ingest = await make_ingest()

@@ -69,13 +69,9 @@ async def prima_url(serve_app, database_url) -> AsyncIterator[str]:
     try:
         with serve_app(create_app(database_url, KEY, schema=SCHEMA), "the Prima sandbox") as url:
             async with httpx.AsyncClient(base_url=url) as http:
-                # in item_id order: the items change in one transaction (one updated_at), and the
-                # poller's first page (no cursor yet) comes in (updated_at, item_id) order, which it
-                # requires to be change_id order too
                 items = [*({"item_id": f"ITM-{sku}", "sku": sku, "description": f"{sku} (Prima)",
                             "item_type": "stock"} for sku in STOCK), GIFT_SET]
-                (await http.put("/_sandbox/items", json={"items": sorted(items, key=lambda i: i["item_id"])})
-                 ).raise_for_status()
+                (await http.put("/_sandbox/items", json={"items": items})).raise_for_status()
                 (await http.put("/_sandbox/stock", json={"stock": [
                     {"sku": sku, "warehouse": "WH-MAIN", "on_hand": 100} for sku in STOCK]})).raise_for_status()
             yield url
