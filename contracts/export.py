@@ -13,7 +13,15 @@ description, partitions and config): a topic's schema is the one model it carrie
 of its models told apart by `message_type` (by `event_type` for the domain-event topics, whose
 messages share one message_type). CONTRACTS below only adds who sends and who receives each
 topic, and what its correlation_id / causation_id headers hold (services/platform/kafka.py
-`headers_for`; FastStream gives a message without a correlation_id a random one).
+`headers_for`; FastStream gives a message without a correlation_id a random one), and what a
+consumer deduplicates on.
+
+The files must pass the standard tools another team checks them with (tests/contracts): the
+schemas are strict JSON Schema 2020-12 (pydantic's OpenAPI-only `discriminator` is dropped: a
+union is a oneOf told apart by its const message_type / event_type), and the AsyncAPI document
+validates with the official CLI. Each channel says how its messages are delivered in its
+description and, machine-readable, in its `x-delivery` extension: at least once, the fields to
+deduplicate on, the key, ordering per key, retention.
 """
 
 from __future__ import annotations
@@ -74,15 +82,48 @@ RELAYED = {"correlation": "the id of the aggregate that recorded the event",
            "event_type": True}
 
 
+# Delivery is at least once on every topic: producers publish from an outbox (the event store's
+# notification log, the ingest's raw webhooks, the poll cursor) and publish again what they cannot
+# be sure Kafka took, and a consumer group reads a batch again after a crash or a rebalance.
+DELIVERY = "at-least-once"
+DELIVERY_NOTE = (
+    "At least once: a message may arrive more than once (its producer publishes from an outbox or a "
+    "stored record and publishes again what it cannot be sure Kafka acknowledged; a consumer group "
+    "reads a batch again after a crash or a rebalance), and a repeat may come after later messages of "
+    "its key. Deduplicate on {fields}: {why}")
+# The id fixed when an aggregate recorded the event (services/platform/outbox.py event_id).
+RELAYED_EVENT = ("event_id",
+                 ("uuid5 of the aggregate id and version (services/platform/outbox.py event_id), so the same on "
+                 "every relay of the event; aggregate_version orders one aggregate's events."))
+COMMAND = ("command_id",
+           ("fixed when the aggregate decided the command and recorded with it in the event store, so a command "
+           "relayed again has the same command_id (and the idempotency key derived from it, which the target "
+           "system deduplicates on)."))
+OUTCOME = ("command_id",
+           ("the id of the command the outcome answers. A command may get more than one outcome: the same again "
+           "(a redelivered command is answered again; Prima replays its first answer), or its final outcome "
+           "after a parked or failed one (the parked command was retried). Apply the outcomes of one command "
+           "idempotently by command_id; the receiving aggregate ignores an outcome for a command it no longer "
+           "waits for."))
+
+
 @dataclass(frozen=True)
 class TopicContract:
     topic: TopicSpec
     message: str  # the message's name in the AsyncAPI document
     producers: tuple[str, ...]  # compose service names (docker-compose.yml)
     consumers: tuple[str, ...]
+    # The body fields (those a message has) whose values identify a message: two messages with
+    # the same values are one message delivered twice; and why they are stable across a redelivery.
+    dedupe: tuple[str | tuple[str, ...], str] = ("", "")
     correlation: str = FASTSTREAM_CORRELATION  # what the correlation_id header holds
     causation: str | None = None  # what the causation_id header holds, where the producers set it
     event_type: bool = False  # the relay's event_type header (the event_type, or the command's message_type)
+
+    @property
+    def deduplicate_on(self) -> tuple[str, ...]:
+        fields = self.dedupe[0]
+        return (fields,) if isinstance(fields, str) else fields
 
     @property
     def payload(self) -> Any:
@@ -103,25 +144,52 @@ def payload_of(topic: TopicSpec) -> Any:
 
 CONTRACTS: tuple[TopicContract, ...] = (
     TopicContract(SHOPIFY_ORDERS, "ShopifyOrderReceived", producers=("shopify-ingest",), consumers=("order-decider",),
-                  correlation="the Shopify webhook id (X-Shopify-Webhook-Id)"),
+                  correlation="the Shopify webhook id (X-Shopify-Webhook-Id)",
+                  dedupe=("webhook_id", ("Shopify's X-Shopify-Webhook-Id, the same on Shopify's retries of a delivery; "
+                          "the ingest keeps each webhook id once (raw_payload_id is its stored copy) and publishes "
+                          "it again, with the same webhook_id, when it cannot be sure Kafka took it."))),
     TopicContract(PRIMA_COMMANDS, "PrimaCommand", producers=("outbox-relay",), consumers=("prima-gateway",),
-                  **RELAYED),
+                  dedupe=COMMAND, **RELAYED),
     TopicContract(PRIMA_OUTCOMES, "PrimaOutcome", producers=("prima-gateway",),
-                  consumers=("order-decider", "payout-decider")),
-    TopicContract(ORDER_EVENTS, "OrderEvent", producers=("outbox-relay",), consumers=("projector",), **RELAYED),
+                  consumers=("order-decider", "payout-decider"), dedupe=OUTCOME),
+    TopicContract(ORDER_EVENTS, "OrderEvent", producers=("outbox-relay",), consumers=("projector",),
+                  dedupe=RELAYED_EVENT, **RELAYED),
     TopicContract(PRIMA_INVENTORY, "PrimaInventoryFact", producers=("prima-ingest",),
-                  consumers=("stock-decider", "projector")),
+                  consumers=("stock-decider", "projector"),
+                  dedupe=(("message_type", "sku", "warehouse", "change_id"),
+                          ("Prima's record as the poller read it (a PrimaStockLevel has a warehouse, a "
+                          "PrimaItemChanged none): the poller reads again from its stored cursor after a failure, "
+                          "so a repeat has the same change_id (Prima's change sequence). The facts are states: a "
+                          "repeat, or an older change_id than one applied, changes nothing."))),
     TopicContract(SHOPIFY_INVENTORY, "ShopifyInventoryFact", producers=("catalog-reader",),
-                  consumers=("stock-decider",)),
+                  consumers=("stock-decider",),
+                  dedupe=(("sku", "variant_id", "observed_at"),
+                          ("one observation of a variant: a repeat has the same observed_at; a later read is a new "
+                          "observation (a later observed_at) that supersedes the earlier one."))),
     TopicContract(SHOPIFY_COMMANDS, "ShopifyCommand", producers=("outbox-relay",), consumers=("shopify-gateway",),
-                  **RELAYED),
-    TopicContract(SHOPIFY_OUTCOMES, "ShopifyOutcome", producers=("shopify-gateway",), consumers=("stock-decider",)),
-    TopicContract(STOCK_EVENTS, "StockEvent", producers=("outbox-relay",), consumers=("projector",), **RELAYED),
-    TopicContract(SHOPIFY_PAYOUTS, "ShopifyPayoutFact", producers=("payout-ingest",), consumers=("payout-decider",)),
-    TopicContract(PAYOUT_EVENTS, "PayoutEvent", producers=("outbox-relay",), consumers=("projector",), **RELAYED),
-    TopicContract(OPERATIONS, "OperatorCommand", producers=("ops-api",), consumers=CONSUMER_GROUPS),
+                  dedupe=COMMAND, **RELAYED),
+    TopicContract(SHOPIFY_OUTCOMES, "ShopifyOutcome", producers=("shopify-gateway",), consumers=("stock-decider",),
+                  dedupe=OUTCOME),
+    TopicContract(STOCK_EVENTS, "StockEvent", producers=("outbox-relay",), consumers=("projector",),
+                  dedupe=RELAYED_EVENT, **RELAYED),
+    TopicContract(SHOPIFY_PAYOUTS, "ShopifyPayoutFact", producers=("payout-ingest",), consumers=("payout-decider",),
+                  dedupe=(("message_type", "read_id", "page"),
+                          ("read_id is one read of a payout by the ingest (a ShopifyPayoutTransactionsRead is its "
+                          "page `page`, the ShopifyPayoutObserved its end): a repeat has the same read_id and page; "
+                          "a new read of the payout has a new read_id."))),
+    TopicContract(PAYOUT_EVENTS, "PayoutEvent", producers=("outbox-relay",), consumers=("projector",),
+                  dedupe=RELAYED_EVENT, **RELAYED),
+    TopicContract(OPERATIONS, "OperatorCommand", producers=("ops-api",), consumers=CONSUMER_GROUPS,
+                  dedupe=("command_id", ("given by the ops API when it accepts the operator's request, so the same "
+                          "on a redelivery; the owning process handles each command_id once. A request made again "
+                          "is a new command (a new command_id)."))),
     TopicContract(DEAD_LETTERS, "DeadLetterMessage", producers=(*CONSUMER_GROUPS, "outbox-relay"),
-                  consumers=("projector",)),
+                  consumers=("projector",),
+                  dedupe=(("message_type", "dead_letter_id"),
+                          ("dead_letter_id is uuid5 of the group, topic, partition and offset of the message given "
+                          "up on, so the same letter however often it is dead-lettered; a DeadLetter for an id seen "
+                          "before is that letter again (after a failed re-drive: its latest error), a "
+                          "DeadLetterRedriven closes it."))),
 )
 
 
@@ -149,15 +217,40 @@ def channel_id(topic: TopicSpec) -> str:
 
 
 def check_table() -> None:
-    """CONTRACTS names each topic of contracts/topics.py once."""
+    """CONTRACTS names each topic of contracts/topics.py once, each with what to deduplicate on."""
     named = [c.topic.name for c in CONTRACTS]
     missing = [t.name for t in ALL_TOPICS if t.name not in named]
     if missing or len(set(named)) != len(named):
         raise ValueError(f"contracts/export.py CONTRACTS: topics missing {missing}, or a topic named twice")
+    undocumented = [c.topic.name for c in CONTRACTS if not all(c.deduplicate_on) or not c.dedupe[1]]
+    if undocumented:
+        raise ValueError(f"contracts/export.py CONTRACTS: say what to deduplicate on for {undocumented}")
+
+
+# Keywords pydantic writes that are not JSON Schema 2020-12 (OpenAPI's `discriminator`): strict
+# validators (ajv's default strict mode) and the AsyncAPI parser refuse them. A union stays a
+# oneOf whose variants are told apart by their const message_type / event_type.
+NOT_JSON_SCHEMA = frozenset({"discriminator"})
+
+
+def strict(schema: Any) -> Any:
+    """`schema` without the keywords in NOT_JSON_SCHEMA, wherever they are; property names
+    (the keys of `properties`) are kept whatever they are called."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs"):
+            out[key] = {name: strict(sub) for name, sub in value.items()}
+        elif key not in NOT_JSON_SCHEMA:
+            out[key] = strict(value)
+    return out
 
 
 def json_schema(contract: TopicContract) -> dict[str, Any]:
-    schema = TypeAdapter(contract.payload).json_schema(mode="serialization", schema_generator=WireJsonSchema)
+    schema = strict(TypeAdapter(contract.payload).json_schema(mode="serialization", schema_generator=WireJsonSchema))
     return {
         **schema,
         "$schema": JSON_SCHEMA_DIALECT,
@@ -190,6 +283,42 @@ def _consts(schema: dict[str, Any], prop: str, optional: bool = False) -> list[s
     return sorted(set(values))
 
 
+def _variants(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object schemas a topic's message may be (a union's members, nested unions flattened)."""
+    defs = schema.get("$defs", {})
+    pending, found = [schema], []
+    while pending:
+        variant = pending.pop(0)
+        if "$ref" in variant:
+            variant = defs[variant["$ref"].removeprefix("#/$defs/")]
+        if "oneOf" in variant or "anyOf" in variant:
+            pending.extend(variant.get("oneOf") or variant["anyOf"])
+        else:
+            found.append(variant)
+    return found
+
+
+def check_dedupe(contract: TopicContract, schema: dict[str, Any]) -> None:
+    """Every field to deduplicate on is a required field of some message of the topic, and every
+    message has at least one of them besides message_type."""
+    required = [set(v.get("required", ())) for v in _variants(schema)]
+    fields = set(contract.deduplicate_on)
+    unknown = sorted(f for f in fields if not any(f in r for r in required))
+    bare = [r for r in required if not (fields - {"message_type"}) & r]
+    if unknown or bare:
+        raise ValueError(f"{contract.topic.name}: deduplicate on {sorted(fields)}: not fields of its messages: "
+                         f"{unknown}; messages with none of them: {len(bare)}")
+
+
+def retention(config: dict[str, str]) -> str:
+    """The topic's retention.ms in words."""
+    ms = int(config.get("retention.ms", str(7 * 24 * 3600 * 1000)))  # Kafka's default: 7 days
+    if ms < 0:
+        return "kept forever (retention.ms -1): the topic is a replayable record"
+    days, rest = divmod(ms, 24 * 3600 * 1000)
+    return f"kept {days} days (retention.ms {ms})" if not rest else f"kept {ms} ms (retention.ms)"
+
+
 def _topic_config(config: dict[str, str]) -> dict[str, Any]:
     """Kafka topic configs as the AsyncAPI Kafka binding types them (numbers as integers)."""
     out: dict[str, Any] = {}
@@ -219,7 +348,24 @@ def headers_schema(contract: TopicContract, schema: dict[str, Any]) -> dict[str,
         kinds = _consts(schema, "event_type", optional=True) or _consts(schema, "message_type")
         props["event_type"] = {"type": "string", "enum": kinds,
                                "description": "the domain event's event_type (a command's message_type)"}
-    return {"type": "object", "required": list(props), "properties": props}
+    return {"type": "object", "required": list(props), "properties": props,
+            "description": "set by every producer (services/platform/kafka.py headers_for); a consumer "
+                           "ignores headers it does not know"}
+
+
+def delivery(contract: TopicContract) -> dict[str, Any]:
+    """What a consumer of the topic can rely on, as the channel's `x-delivery` extension."""
+    topic = contract.topic
+    return {
+        "guarantee": DELIVERY,
+        "deduplicateOn": list(contract.deduplicate_on),
+        "deduplication": DELIVERY_NOTE.format(fields=", ".join(contract.deduplicate_on), why=contract.dedupe[1]),
+        "key": topic.key,
+        "ordering": f"per key: the messages with one key ({topic.key}) go to one partition and arrive in the "
+                    "order they were published; there is no order across keys.",
+        "retentionMs": int(topic.config.get("retention.ms", str(7 * 24 * 3600 * 1000))),
+        "retention": retention(topic.config),
+    }
 
 
 def asyncapi(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -230,9 +376,12 @@ def asyncapi(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for contract in CONTRACTS:
         topic, cid = contract.topic, channel_id(contract.topic)
         schema = schemas[topic.name]
+        check_dedupe(contract, schema)
+        terms = delivery(contract)
         messages[contract.message] = {
             "name": contract.message,
             "title": contract.message,
+            "description": f"Keyed by {topic.key}. {terms['deduplication']}",
             "contentType": CONTENT_TYPE,
             "headers": headers_schema(contract, schema),
             "payload": {"$ref": f"schemas/{schema_file(topic)}"},
@@ -246,7 +395,10 @@ def asyncapi(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
         channels[cid] = {
             "address": topic.name,
             "title": topic.name,
-            "description": topic.description,
+            "description": f"{topic.description}\n\nDelivery: {DELIVERY}; deduplicate on "
+                           f"{', '.join(contract.deduplicate_on)}. Ordering: {terms['ordering']} "
+                           f"Retention: {terms['retention']}.",
+            "x-delivery": terms,
             "messages": {contract.message: {"$ref": f"#/components/messages/{contract.message}"}},
             "bindings": {
                 "kafka": {
@@ -278,7 +430,12 @@ def asyncapi(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "one subject stay in one partition, in order. Every message carries the headers "
             "message_type (which model the body is; consumers decode by it) and content-type "
             f"({CONTENT_TYPE}), and correlation_id; causation_id where the producer sets one. Each "
-            "message's headers say what the ids hold on its topic.",
+            "message's headers say what the ids hold on its topic.\n\n"
+            "Delivery is at least once on every topic: a message may arrive twice, so a consumer "
+            "deduplicates on the fields each channel names (its `x-delivery.deduplicateOn`: event_id on "
+            "the domain-event topics, command_id on the command and outcome topics). Order holds per key "
+            "(one partition), not across keys. Retention: each channel's Kafka binding "
+            "(topicConfiguration retention.ms) and `x-delivery.retention`.",
         },
         "defaultContentType": CONTENT_TYPE,
         "channels": channels,

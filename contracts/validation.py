@@ -169,7 +169,9 @@ Amount = Annotated[
 """An amount of money: finite, at most two places, within numeric(18, 2)."""
 
 Rate = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), BeforeValidator(_not_bool),
-                 PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+                 PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+                 WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]+)?$",
+                                 "description": "a rate as a decimal string, 0 to 100 (0.08875 for 8.875 %)"})]
 """A tax rate (0.08875 for 8.875 %): finite, 0 to 100."""
 
 

@@ -17,7 +17,7 @@ from contracts.prima.credit_memos import CreateCreditMemo
 from contracts.prima.sales_orders import AmendSalesOrder, CancelSalesOrder, CreateSalesOrder, SalesOrderDraft
 from contracts.shopify.orders import ShopifyOrder
 from contracts.shopify.refunds import ShopifyRefund
-from contracts.validation import Code, Id
+from contracts.validation import Amount, Code, Id
 
 
 class _Event(BaseModel):
@@ -235,7 +235,7 @@ class CreditMemoCreated(_Event):
     command_id: UUID
     refund_id: Id
     credit_memo_number: Code
-    total: str
+    total: Amount
     occurred_at: datetime
 
 
