@@ -17,6 +17,7 @@ from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from .despatches import Despatches, add_despatch_routes
 from .faults import Faults
 from .lifecycle import Lifecycle, add_lifecycle_routes
 from .journals import Journals, add_journal_routes
@@ -44,6 +45,8 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
         await app.state.lifecycle.create_tables()
         app.state.journals = Journals(app.state.store.pool)  # journals.py, in the same schema
         await app.state.journals.create_tables()
+        app.state.despatches = Despatches(app.state.store.pool)  # despatches.py: despatch notes, their feed
+        await app.state.despatches.create_tables()
         try:
             yield
         finally:
@@ -160,6 +163,7 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     auth = [Depends(require_api_key)]  # every /v1 route but health
     add_lifecycle_routes(app, auth)
     add_journal_routes(app, auth)
+    add_despatch_routes(app, auth)
 
     @app.get("/v1/items", dependencies=auth)
     async def list_items(changed_since: AwareDatetime | None = None, cursor: str | None = None,
@@ -240,6 +244,7 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
         await db.reset(items, stock)
         await app.state.lifecycle.reset()
         await app.state.journals.reset()
+        await app.state.despatches.reset()
         faults.reset()
         requests.clear()
         return {"status": "reset"}
