@@ -26,8 +26,12 @@ STATE_DIR := $(or $(SHOPIFY_PRIMA_STATE_DIR),$(CURDIR)/.run)
 PYTEST_ARGS ?=
 # Where `make test` records pytest's own exit code (make itself only ever exits 0 or 2).
 PYTEST_RC := $(STATE_DIR)/pytest.exitcode
+# The tests' own Kafka broker, another instance of kafka.sh than the stack's: integration tests never
+# publish to or make consumer groups on the stack's broker (tests/support.py, the same defaults).
+TEST_KAFKA := SHOPIFY_PRIMA_STATE_DIR=$(STATE_DIR)/test-kafka KAFKA_PORT=$${TEST_KAFKA_PORT:-29092} \
+  KAFKA_CONTROLLER_PORT=$${TEST_KAFKA_CONTROLLER_PORT:-29093} KAFKA_HEAP=$${TEST_KAFKA_HEAP:-512m} $(LOCAL)/kafka.sh
 
-.PHONY: help venv up down test unit bench bench-inventory bench-payouts bench-replay fuzz chaos logs status addresses clean test-compose
+.PHONY: help venv contract-tools up down test unit bench bench-inventory bench-payouts bench-replay fuzz chaos logs status addresses clean test-compose
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -38,6 +42,16 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON3)" || { echo "error: no Python >= 3.11 on PATH" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	@touch $@
+
+# The standard tools the published contracts are checked with (tests/contracts): the AsyncAPI CLI
+# and ajv, pinned in tools/contracts/package-lock.json; npm ci runs again only when that changes.
+CONTRACT_TOOLS := tools/contracts/node_modules/.installed
+contract-tools: $(CONTRACT_TOOLS)
+
+$(CONTRACT_TOOLS): tools/contracts/package.json tools/contracts/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: the contract checks (tests/contracts) need Node.js 20 or later with npm" >&2; exit 1; }
+	npm ci --prefix tools/contracts --ignore-scripts --no-audit --no-fund
 	@touch $@
 
 up: venv
@@ -67,18 +81,22 @@ addresses:
 down:
 	@rc=0; \
 	$(LOCAL)/services.sh stop || rc=1; \
+	$(TEST_KAFKA) stop || rc=1; \
 	$(LOCAL)/kafka.sh stop || rc=1; \
 	$(LOCAL)/postgres.sh stop || rc=1; \
 	exit $$rc
 
-# The suite, then the short chaos run (it restarts Kafka and PostgreSQL, so it goes last).
-test: up
+# The suite, then the short chaos run (it restarts Kafka and PostgreSQL, so it goes last). The tests'
+# own Kafka broker runs for the suite and is stopped after it.
+test: up contract-tools
 	@mkdir -p $(STATE_DIR); rm -f $(PYTEST_RC)
+	$(TEST_KAFKA) start
 	@rc=0; $(PY) -m pytest -ra -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
+	$(TEST_KAFKA) stop || true; \
 	if [[ $$rc == 0 && -z "$(PYTEST_ARGS)" ]]; then $(PY) -m pytest -ra -m chaos || rc=$$?; fi; \
 	echo $$rc > $(PYTEST_RC); exit $$rc
 
-unit: venv
+unit: venv contract-tools
 	$(PY) -m pytest -ra -m unit $(PYTEST_ARGS)
 
 bench: up

@@ -1,6 +1,15 @@
 """Fixtures for the real parts: PostgreSQL and Kafka (testcontainers where Docker runs, else the
 local services `make test` starts), and the running stack for end-to-end tests.
 
+Kafka for tests is never the stack's: `kafka_bootstrap` is the tests' own broker (a container, or
+a second local broker on 127.0.0.1:29092, tests/support.py), with every topic of
+contracts/topics.py made on it as `services.setup` makes them, and the consumer groups a session
+made there deleted at its end. Tests that must see the stack's topics (e2e) ask for
+`stack_kafka_bootstrap` and only read them; they drive traffic through the stack's HTTP edges.
+The one exception is the example consumer another team would run
+(tests/contracts/e2e/test_example_consumer.py): it consumes with groups of its own, as that team
+would, and deletes them at its end.
+
 Tests live with their flow (tests/<flow>/unit|integration|e2e, the sandboxes' own in
 tests/sandboxes/); the folder gives each test its marker, so `pytest -m unit` runs the fast ones."""
 
@@ -21,6 +30,8 @@ import pytest
 import uvicorn
 
 from services.platform.settings import Settings, use_env_file
+from services.setup import create_topics
+from tests.support import consumer_groups, delete_consumer_groups, start_test_broker
 
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "integration", "e2e")
@@ -46,7 +57,7 @@ def _docker(*args: str) -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        return subprocess.run(["docker", *args], capture_output=True, timeout=10).returncode == 0
+        return subprocess.run(["docker", *args], check=False, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -81,11 +92,21 @@ def _use_container(image: str, fallback: str) -> bool:
 STACK_ENV = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.env"
 
 
-@pytest.fixture(scope="session")
-def settings() -> Settings:
+# What `settings` gives as Kafka: no broker at all, so that a test reaches Kafka only through the
+# `kafka_bootstrap` fixture (the tests' own broker) and never, by a forgotten override, the stack's.
+NO_KAFKA = "127.0.0.1:1"
+
+
+def _stack_settings() -> Settings:
     """The settings the local stack runs with: the environment, then deploy/local/stack.env."""
     use_env_file(STACK_ENV)
     return Settings()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The local stack's settings, except Kafka: `NO_KAFKA`. Tests put `kafka_bootstrap` in."""
+    return _stack_settings().model_copy(update={"kafka_bootstrap": NO_KAFKA})
 
 
 @pytest.fixture(scope="session")
@@ -101,20 +122,43 @@ def database_url(settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(settings: Settings):
-    """A real Kafka broker: a container when Docker has the image, else the local KRaft broker."""
-    if _use_container(KAFKA_IMAGE, f"Kafka {settings.kafka_bootstrap}"):
+async def kafka_bootstrap(settings: Settings):
+    """The tests' own real Kafka broker, never the stack's: a container when Docker has the image,
+    else a second local KRaft broker (tests/support.py start_test_broker). Every topic of
+    contracts/topics.py is made on it first, so that a service run in-process finds the topics
+    it names. At the end of the session the consumer groups it made there are deleted (the
+    groups that were not there at its start; one still in use after 30 s is left, with a warning)."""
+    if _use_container(KAFKA_IMAGE, "the tests' own local broker (tests/support.py)"):
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
-            yield kafka.get_bootstrap_server()
+            bootstrap = kafka.get_bootstrap_server()
+            await create_topics(settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+            yield bootstrap  # the container goes, its groups with it
         return
-    yield settings.kafka_bootstrap
+    bootstrap = start_test_broker()
+    await create_topics(settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+    before = consumer_groups(bootstrap)
+    yield bootstrap
+    left = delete_consumer_groups(bootstrap, consumer_groups(bootstrap) - before)
+    if left:
+        warnings.warn(f"consumer groups still in use on the tests' broker {bootstrap}, not deleted: "
+                      f"{', '.join(sorted(left))}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Settings:
-    """The running stack (`make up` / `make test`); fails, never skips, when it is not up."""
+def stack_kafka_bootstrap(stack: Settings) -> str:
+    """The running stack's own Kafka broker, for e2e tests that read the stack's topics. Nothing
+    is published there and no consumer group is made there (read with group_id=None), but by the
+    example consumer's test, which deletes its groups."""
+    return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """The running stack (`make up` / `make test`), with its settings (its Kafka included); fails,
+    never skips, when it is not up."""
+    settings = _stack_settings()
     endpoints = {
         "ops API": f"http://{settings.ops_api_host}:{settings.ops_api_port}/health",
         "webhook ingest": f"http://{settings.ingest_host}:{settings.ingest_port}/health",
