@@ -2,8 +2,13 @@
 every decider, gateway and projection uses.
 
 Wire format: the body is the message's JSON (pydantic), the key says what it is about, and every
-message carries the same headers: `message_type`, `content-type: application/json`, and where
-they exist `correlation_id` and `causation_id`.
+message, whoever produces it, carries the same headers (`HEADERS`, documented per topic in
+contracts/asyncapi.yaml): `message_type` (the model, what consumers decode by), `content-type:
+application/json`, `correlation_id` (the producer's, else FastStream's random id of the
+message), `causation_id` where the producer has one, and `event_type` on what the outbox relay
+relays. Nothing else: an `Outgoing` with another header is refused when it is made, and
+`wire_headers` is the one place that sets what goes on the wire, content-type included
+(FastStream labels a bytes body with an EMPTY content-type unless the headers say otherwise).
 
 A consumer (`Consumer`) is one consumer group over its topics, handling messages in batches:
 - it decodes each record by its `message_type` into the model its topic declares
@@ -85,9 +90,13 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json().encode()
 
 
+# The headers a message may carry, and no other (contracts/export.py documents them per topic).
+HEADERS = ("message_type", "content-type", "correlation_id", "causation_id", "event_type")
+
+
 def headers_for(message: BaseModel, *, correlation_id: str | None = None, causation_id: str | None = None,
-                **extra: Any) -> dict[str, str]:
-    """The headers every message carries."""
+                event_type: str | None = None) -> dict[str, str]:
+    """The headers every message carries (the module docstring says which)."""
     headers = {
         "message_type": str(getattr(message, "message_type", type(message).__name__)),
         "content-type": CONTENT_TYPE,
@@ -96,18 +105,34 @@ def headers_for(message: BaseModel, *, correlation_id: str | None = None, causat
         headers["correlation_id"] = str(correlation_id)
     if causation_id:
         headers["causation_id"] = str(causation_id)
-    headers.update({k: str(v) for k, v in extra.items()})
+    if event_type:
+        headers["event_type"] = str(event_type)
     return headers
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message to publish: where, under which key, with which extra headers."""
+    """One message to publish: where, under which key, with which headers (`headers_for`'s when
+    None). A header outside HEADERS is refused here, where the producer makes the message."""
 
     topic: str
     key: bytes
     message: BaseModel
     headers: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        undocumented = sorted(set(self.headers or ()) - set(HEADERS))
+        if undocumented:
+            raise ValueError(f"header(s) {undocumented} are not among the documented ones {list(HEADERS)}")
+
+
+def wire_headers(out: Outgoing) -> dict[str, str]:
+    """The headers `out` is published with: the producer's (else headers_for's), always with
+    its message_type and content-type application/json (the body is always JSON)."""
+    headers = dict(out.headers) if out.headers is not None else headers_for(out.message)
+    headers.setdefault("message_type", headers_for(out.message)["message_type"])
+    headers["content-type"] = CONTENT_TYPE
+    return headers
 
 
 async def publish_all(broker: KafkaBroker, messages: Iterable[Outgoing]) -> int:
@@ -117,9 +142,8 @@ async def publish_all(broker: KafkaBroker, messages: Iterable[Outgoing]) -> int:
     futures = []
     try:
         for out in messages:
-            headers = out.headers if out.headers is not None else headers_for(out.message)
-            futures.append(await broker.publish(encode(out.message), out.topic, key=out.key, headers=headers,
-                                                no_confirm=True))
+            futures.append(await broker.publish(encode(out.message), out.topic, key=out.key,
+                                                headers=wire_headers(out), no_confirm=True))
         pending = [f for f in futures if inspect.isawaitable(f)]  # FastStream's test broker confirms at once
         results = await asyncio.gather(*pending, return_exceptions=True) if pending else []
         failed = [r for r in results if isinstance(r, BaseException)]

@@ -85,6 +85,7 @@ from services.platform.kafka import (
     producer_broken,
     publish_within,
     renew_producer,
+    wire_headers,
 )
 from services.platform.metrics import (
     WEBHOOKS_DUPLICATE,
@@ -352,8 +353,7 @@ class WebhookIngest:
         if not self.kafka_ready.is_set():
             raise KafkaUnavailable("not connected to Kafka yet")
         try:
-            await publish_within(self.broker, [Outgoing(out.topic, out.key, out.message,
-                                                        out.headers or headers_for(out.message))], self.timeout)
+            await publish_within(self.broker, [out], self.timeout)
         except MessageSizeTooLargeError as exc:
             raise TooLarge(str(exc)) from exc
         except Exception as exc:  # a refused producer is replaced by publish_all already
@@ -463,7 +463,7 @@ class WebhookIngest:
                 try:
                     # the send's own future; waited for below without cancelling (publish_within)
                     future = await self.broker.publish(encode(out.message), out.topic, key=out.key,
-                                                       headers=out.headers or headers_for(out.message), no_confirm=True)
+                                                       headers=wire_headers(out), no_confirm=True)
                 except MessageSizeTooLargeError:
                     too_large.append(row)
                     continue
