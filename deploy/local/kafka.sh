@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # A real Apache Kafka broker for the local stack: KRaft, one node acting as broker and controller.
 #   deploy/local/kafka.sh {start|stop|status}
+# and Kafka's own command-line tools against it (kafka-tools, the broker's version; any option of the
+# tool passes through, --bootstrap-server defaults to the local broker):
+#   deploy/local/kafka.sh topics --list | --describe [--topic T]
+#   deploy/local/kafka.sh console-consumer --topic T [--from-beginning] [--max-messages N] ...
+#   deploy/local/kafka.sh consumer-groups --list | --describe --group G
 # Listens on 127.0.0.1:${KAFKA_PORT:-19092} (controller ${KAFKA_CONTROLLER_PORT:-19093}).
 # Jars come from Maven Central through mvn (deploy/local/kafka/pom.xml, cached in ~/.m2) because
 # these machines have no Docker and no network beyond the package registries.
-# State under ${SHOPIFY_PRIMA_STATE_DIR:-<repo>/.run}: kafka/{lib,data,server.properties,kafka.pid},
+# State under ${SHOPIFY_PRIMA_STATE_DIR:-<repo>/.run}: kafka/{lib,tools,data,server.properties,kafka.pid},
 # logs/kafka.log (log4j) and logs/kafka.out (JVM stdout/stderr).
+# A second instance is another state directory and other ports: the tests' own broker is
+#   SHOPIFY_PRIMA_STATE_DIR=.run/test-kafka KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 kafka.sh start
+# (the Makefile's TEST_KAFKA, tests/support.py); it shares nothing with the stack's broker.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,9 +24,12 @@ KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 
 CONF_DIR="$REPO_ROOT/deploy/local/kafka"
 POM="$CONF_DIR/pom.xml"
+TOOLS_POM="$CONF_DIR/tools/pom.xml"
 LOG4J_CONF="$CONF_DIR/log4j2.properties"
+TOOLS_LOG4J_CONF="$CONF_DIR/tools-log4j2.properties"
 KAFKA_DIR="$STATE_DIR/kafka"
 LIB_DIR="$KAFKA_DIR/lib"
+TOOLS_DIR="$KAFKA_DIR/tools"
 DATA_DIR="$KAFKA_DIR/data"
 PROPS="$KAFKA_DIR/server.properties"
 PIDFILE="$KAFKA_DIR/kafka.pid"
@@ -39,26 +50,51 @@ ensure_tools() {
   apt-get install -y -q "${missing[@]}" >&2
 }
 
-# Copy the broker's runtime jars into lib/ unless they are already there for this very pom.
+# Copy the runtime jars of a pom into a directory unless they are already there for these very
+# poms: ensure_jars <dir> <jar glob that must be there> <pom> [<parent pom>].
 ensure_jars() {
-  local want have=""
-  want="$(sha256sum "$POM" | cut -d' ' -f1)"
-  [[ -f "$LIB_DIR/.pom.sha256" ]] && have="$(cat "$LIB_DIR/.pom.sha256")"
-  if [[ "$want" == "$have" ]] && compgen -G "$LIB_DIR/kafka_2.13-*.jar" >/dev/null; then
+  local dir="$1" marker="$2" pom="$3" want have=""
+  want="$(cat "${@:3}" | sha256sum | cut -d' ' -f1)"
+  [[ -f "$dir/.pom.sha256" ]] && have="$(cat "$dir/.pom.sha256")"
+  if [[ "$want" == "$have" ]] && compgen -G "$dir/$marker" >/dev/null; then
     return 0
   fi
-  log "fetching Kafka jars with mvn into $LIB_DIR"
-  rm -rf "$LIB_DIR.tmp"
+  log "fetching Kafka jars with mvn into $dir"
+  rm -rf "$dir.tmp"
   # Into a temporary dir first, so that an interrupted fetch never looks complete.
   local mvn_log="$KAFKA_DIR/mvn.log"
-  if ! (cd "$CONF_DIR" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
-    -DoutputDirectory="$LIB_DIR.tmp" -DincludeScope=runtime) >"$mvn_log" 2>&1; then
+  if ! (cd "$(dirname "$pom")" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
+    -DoutputDirectory="$dir.tmp" -DincludeScope=runtime) >"$mvn_log" 2>&1; then
     show_tail "$mvn_log"
     die "mvn could not fetch the Kafka jars (output above)"
   fi
-  echo "$want" >"$LIB_DIR.tmp/.pom.sha256"
-  rm -rf "$LIB_DIR"
-  mv "$LIB_DIR.tmp" "$LIB_DIR"
+  echo "$want" >"$dir.tmp/.pom.sha256"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+}
+
+# Kafka's command-line tools: their own directory, never the running broker's lib/ (fetched at
+# `start`, so a new machine has them after `make up`; or at first use). One fetch at a time.
+ensure_tool_jars() {
+  mkdir -p "$KAFKA_DIR"
+  (
+    flock 9
+    ensure_jars "$TOOLS_DIR" "kafka-tools-*.jar" "$TOOLS_POM" "$POM"
+  ) 9>"$KAFKA_DIR/tools.lock"
+}
+
+# Run a kafka-tools command line tool (class $1) against the local broker unless told otherwise.
+run_tool() {
+  local class="$1"
+  shift
+  ensure_tools
+  ensure_tool_jars
+  local bootstrap=(--bootstrap-server "127.0.0.1:$KAFKA_PORT") arg
+  for arg in "$@"; do
+    [[ "$arg" == --bootstrap-server || "$arg" == --bootstrap-server=* ]] && bootstrap=()
+  done
+  exec java -Xmx256m -Djava.awt.headless=true -Dlog4j2.configurationFile="$TOOLS_LOG4J_CONF" \
+    -cp "$TOOLS_DIR/*" "$class" "${bootstrap[@]}" "$@"
 }
 
 # Regenerated at every start so that port overrides take effect; storage keeps the cluster id.
@@ -159,7 +195,8 @@ cmd_start() {
   done
   ensure_tools
   mkdir -p "$KAFKA_DIR" "$DATA_DIR" "$LOG_DIR"
-  ensure_jars
+  ensure_jars "$LIB_DIR" "kafka_2.13-*.jar" "$POM"
+  ensure_tool_jars
   write_props
   format_storage
   local log_offset=0
@@ -201,5 +238,8 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
+  topics) shift; run_tool org.apache.kafka.tools.TopicCommand "$@" ;;
+  console-consumer) shift; run_tool org.apache.kafka.tools.consumer.ConsoleConsumer "$@" ;;
+  consumer-groups) shift; run_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+  *) echo "usage: $0 {start|stop|status|topics|console-consumer|consumer-groups} [tool options]" >&2; exit 2 ;;
 esac

@@ -45,6 +45,9 @@ MESSAGES_SKIPPED = Counter(
 OUTBOX_RELAYED = Counter("shopify_prima_outbox_relayed", "Messages relayed from the notification log", ["topic"])
 OUTBOX_POSITION = Gauge("shopify_prima_outbox_position", "Last notification id relayed to Kafka", ["relay"])
 PROJECTION_EVENTS = Counter("shopify_prima_projection_events", "Messages applied by a projection", ["projection"])
+PROJECTOR_LAG = Gauge("shopify_prima_projector_lag_messages",
+                     "Messages of its topic a projection has not applied or passed yet, per partition: end offset "
+                     "- next position (set by the projector)", ["projection", "topic", "partition"])
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
