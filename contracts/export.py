@@ -47,6 +47,7 @@ from contracts.topics import (
     ORDER_EVENTS,
     PAYOUT_EVENTS,
     PRIMA_COMMANDS,
+    PRIMA_DESPATCHES,
     PRIMA_INVENTORY,
     PRIMA_OUTCOMES,
     SHOPIFY_COMMANDS,
@@ -161,6 +162,12 @@ CONTRACTS: tuple[TopicContract, ...] = (
                           "PrimaItemChanged none): the poller reads again from its stored cursor after a failure, "
                           "so a repeat has the same change_id (Prima's change sequence). The facts are states: a "
                           "repeat, or an older change_id than one applied, changes nothing."))),
+    TopicContract(PRIMA_DESPATCHES, "PrimaDespatchRecorded", producers=("prima-ingest",), consumers=(),
+                  dedupe=(("despatch_id", "version"),
+                          ("Prima's despatch note and its version as the poller read them: the poller reads again "
+                          "from its stored cursor after a failure, so a repeat has the same despatch_id, version "
+                          "(and change_id). A later version of a note (tracking added) is the whole note again: "
+                          "keep the greatest version per despatch_id."))),
     TopicContract(SHOPIFY_INVENTORY, "ShopifyInventoryFact", producers=("catalog-reader",),
                   consumers=("stock-decider",),
                   dedupe=(("sku", "variant_id", "observed_at"),

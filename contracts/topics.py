@@ -15,6 +15,7 @@ from contracts.inventory.events import StockEvent
 from contracts.orders.events import OrderEvent
 from contracts.payouts.events import PayoutEvent
 from contracts.platform import DeadLetterMessage, OperatorCommand
+from contracts.prima.despatches import PrimaDespatchRecorded
 from contracts.prima.inventory import PrimaInventoryFact
 from contracts.prima.journals import JournalOutcome, PostJournal
 from contracts.prima.sales_orders import PrimaCommand, PrimaOutcome
@@ -103,6 +104,18 @@ PRIMA_INVENTORY = TopicSpec(
     messages=members_of(PrimaInventoryFact),
     config=_KEEP_FOREVER,
 )
+PRIMA_DESPATCHES = TopicSpec(
+    name="prima.despatches.v1",
+    key="Shopify order id (the sales order's external reference)",
+    description="Despatch notes polled from Prima (PrimaDespatchRecorded): what the warehouse shipped "
+    "against a sales order (SKUs and quantities, a kit as its components) and in which parcels (carrier, "
+    "tracking number and URL), one fact per change of a note: despatched (version 1), then "
+    "tracking_updated (the whole note again, version + 1) when a parcel gets its tracking later. A "
+    "partial despatch and several notes per order are normal. Keyed by the Shopify order id so that one "
+    "order's despatches keep their order; the fulfilment decider (issue 10) is to consume it.",
+    messages=(PrimaDespatchRecorded,),
+    config=_KEEP_FOREVER,
+)
 SHOPIFY_INVENTORY = TopicSpec(
     name="shopify.inventory.v1",
     key="SKU",
@@ -178,7 +191,7 @@ PAYOUT_EVENTS = TopicSpec(
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS,
     PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, STOCK_EVENTS,
-    OPERATIONS, DEAD_LETTERS, SHOPIFY_PAYOUTS, PAYOUT_EVENTS,
+    OPERATIONS, DEAD_LETTERS, SHOPIFY_PAYOUTS, PAYOUT_EVENTS, PRIMA_DESPATCHES,
 )
 # Topics whose messages share one message_type and are told apart by event_type.
 _UNIONS: dict[str, object] = {ORDER_EVENTS.name: OrderEvent, STOCK_EVENTS.name: StockEvent,

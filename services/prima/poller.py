@@ -1,28 +1,33 @@
-"""The Prima poller (Prima ingest): polls Prima for stock and the item master and publishes them
-as facts.
+"""The Prima poller (Prima ingest): polls Prima for stock, the item master and despatch notes and
+publishes them as facts.
 
-Two feeds, each with its cursor in `ingest.prima_cursors`:
+Three feeds, each with its cursor in `ingest.prima_cursors`:
 
 - "stock": `GET /v1/stock?after=<cursor>` (available to sell per SKU and warehouse, changed
   since the cursor, with the latest sales order allocated on the record) -> one PrimaStockLevel
   per record.
 - "items": `GET /v1/items?after=<change_id>` (the item master, bundle components included,
   changed after the cursor, in change_id order) -> one PrimaItemChanged per item.
+- "despatches": `GET /v1/despatches?after=<cursor>` (the warehouse's despatch notes, one entry per
+  change: despatched, then tracking_updated when a parcel gets its tracking later) -> one
+  PrimaDespatchRecorded per change, to `prima.despatches.v1` keyed by the Shopify order id (the
+  sales order's external reference), so one order's despatches keep their order.
 
-A page is fetched, turned into facts, sent to `prima.inventory.v1` keyed by SKU (idempotent
-producer, acks=all), and only when Kafka has acknowledged every message of the page is the
-page's cursor stored. Pages follow one another while Prima has more; then the feed waits
-`prima_poll_interval_seconds`. Any failure (Prima 5xx, timeout or unreachable, a 4xx, a record
+A page is fetched, turned into facts, sent to `prima.inventory.v1` keyed by SKU (the despatches
+to their topic; idempotent producer, acks=all), and only when Kafka has acknowledged every
+message of the page is the page's cursor stored. Pages follow one another while Prima has more;
+then the feed waits `prima_poll_interval_seconds`. Any failure (Prima 5xx, timeout or unreachable, a 4xx, a record
 that does not parse, a Kafka send error, the database) is logged and counted, leaves the cursor
 where it was, and the feed is polled again after a capped exponential backoff. A page is then
 published again whole: at least once, never skipped; consumers dedupe on `change_id`.
 
 A record that breaks the rules every fact meets (contracts/validation.py: a NUL in a SKU, a
-change_id beyond int64, a component quantity of zero...) or misses a field is not published as a
-fact: it becomes a dead letter of the group "prima-ingest" (the record as Prima sent it, with the
-error: an exception record, counted by shopify_prima_dead_lettered_total), published with the
-page, and the feed goes on behind it. Fix the record in Prima (its next change comes through as
-usual), or fix the rule and `shopify-prima dead-letters redrive <id>`: this process's
+change_id beyond int64, a component quantity of zero; a despatch note whose external reference is
+no Shopify order id or whose parcels do not add up to its lines, contracts/prima/despatches.py) or
+misses a field is not published as a fact: it becomes a dead letter of the group "prima-ingest"
+(the record as Prima sent it, with the error: an exception record, counted by
+shopify_prima_dead_lettered_total), published with the page, and the feed goes on behind it.
+Fix the record in Prima (its next change comes through as usual), or fix the rule and `shopify-prima dead-letters redrive <id>`: this process's
 "prima-ingest" consumer validates the record again and publishes its fact.
 
 The items feed's cursor is the greatest item `change_id` published. (It was the greatest
@@ -52,14 +57,15 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
+from contracts.platform import DeadLetter
+from contracts.prima.despatches import PrimaDespatchRecorded
 from contracts.prima.inventory import (
     BundleComponent,
     PrimaItemChanged,
     PrimaStockLevel,
     sku_key,
 )
-from contracts.platform import DeadLetter
-from contracts.topics import DEAD_LETTERS, PRIMA_INVENTORY
+from contracts.topics import DEAD_LETTERS, PRIMA_DESPATCHES, PRIMA_INVENTORY
 from services.platform.kafka import (
     DEAD_LETTER_NAMESPACE,
     Consumer,
@@ -83,7 +89,8 @@ from services.prima.client import (
 
 log = logging.getLogger("shopify_prima.prima_poller")
 
-FEEDS = ("items", "stock")
+FEEDS = ("items", "stock", "despatches")
+DESPATCHES_PAGE_MAX = 1000  # Prima's limit on GET /v1/despatches
 GROUP = "prima-ingest"  # the consumer group of its dead letters (refused records) and of their re-drives
 BACKOFF_CAP_SECONDS = 30.0  # a failing feed is polled again after interval * 2^failures, at most this
 
@@ -130,28 +137,32 @@ class FeedPoll:
         return self.outcome == "ok"
 
 
+Fact = PrimaStockLevel | PrimaItemChanged | PrimaDespatchRecorded
+
+
 @dataclass
 class Page:
-    facts: list[PrimaStockLevel | PrimaItemChanged]
+    facts: list[Fact]
     cursor: str | None  # to store once the facts are acknowledged; None: nothing to store
     has_more: bool
     refused: list[DeadLetter] = field(default_factory=list)  # records that are no fact: dead letters
 
 
 def refused_record(path: str, model: type[BaseModel], record: Any, polled_at: datetime,
-                   error: BaseException) -> DeadLetter:
+                   error: BaseException, key_field: str = "sku") -> DeadLetter:
     """The dead letter of a Prima record that does not make a `model` fact: the record as the fact
-    it should have been (so that a re-drive decodes it with the model), its id stable for the
-    record (polled again, it is the same letter)."""
+    it should have been (so that a re-drive decodes it with the model), keyed by its `key_field`,
+    its id stable for the record (polled again, it is the same letter: the digest is of the
+    record as Prima sent it, not of the poll)."""
     message_type = model.model_fields["message_type"].default
     candidate = {**record, "message_type": message_type, "polled_at": polled_at.isoformat()} \
         if isinstance(record, dict) else record
     value = json.dumps(candidate, default=str).encode()
-    sku = record.get("sku") if isinstance(record, dict) else None
-    letter = dead_letter(GROUP, Record(f"prima-api:{path}", -1, -1, str(sku).encode("utf-8", "replace") if sku
+    key = record.get(key_field) if isinstance(record, dict) else None
+    letter = dead_letter(GROUP, Record(f"prima-api:{path}", -1, -1, str(key).encode("utf-8", "replace") if key
                                        is not None else None, value, [("message_type", message_type.encode())]),
                          "undecodable", f"a Prima record that is no {message_type}: {error_text(error)}", 0)
-    digest = hashlib.sha256(value).hexdigest()
+    digest = hashlib.sha256(json.dumps(record, default=str, sort_keys=True).encode()).hexdigest()
     return letter.model_copy(update={"dead_letter_id": uuid5(DEAD_LETTER_NAMESPACE, f"{GROUP}/{path}/{digest}")})
 
 
@@ -164,16 +175,17 @@ class PrimaIngest:
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, client: PrimaClient, publish: Publish, *,
                  topic: str = PRIMA_INVENTORY.name, cursor_prefix: str = "",
-                 dead_letter_topic: str = DEAD_LETTERS.name) -> None:
+                 dead_letter_topic: str = DEAD_LETTERS.name, despatch_topic: str = PRIMA_DESPATCHES.name) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
         self.publish = publish
         self.topic = topic
+        self.despatch_topic = despatch_topic
         self.dead_letter_topic = dead_letter_topic
         self.cursor_prefix = cursor_prefix
         self._pages: dict[str, Callable[[str | None], Awaitable[Page]]] = {
-            "items": self._items_page, "stock": self._stock_page,
+            "items": self._items_page, "stock": self._stock_page, "despatches": self._despatches_page,
         }
         for feed in FEEDS:  # every series exists from the start (0 until the first success)
             FACTS_PUBLISHED.labels(feed=feed)
@@ -217,7 +229,7 @@ class PrimaIngest:
             params["after"] = cursor
         body = await self._get("/v1/stock", params)
         polled_at = datetime.now(UTC)
-        facts: list[PrimaStockLevel | PrimaItemChanged] = []
+        facts: list[Fact] = []
         refused: list[DeadLetter] = []
         try:
             records, next_cursor, has_more = body["stock"], body["next_cursor"], bool(body["has_more"])
@@ -252,7 +264,7 @@ class PrimaIngest:
                 raise TypeError("items is not a list")
         except (KeyError, TypeError) as exc:
             raise PollFailed("bad_data", f"an item page that does not parse: {type(exc).__name__}: {exc}") from exc
-        facts: list[PrimaStockLevel | PrimaItemChanged] = []
+        facts: list[Fact] = []
         refused: list[DeadLetter] = []
         changes: list[int] = []  # the page's change_ids, a refused record's too where it has one
         for r in rows:
@@ -281,18 +293,51 @@ class PrimaIngest:
         new_state = {"after": str(changes[-1])} if changes else None
         return Page(facts, json.dumps(new_state) if new_state else None, bool(next_cursor), refused)
 
+    async def _despatches_page(self, cursor: str | None) -> Page:
+        """Despatch notes as they changed after the cursor: one fact per change, keyed by order."""
+        params: dict[str, Any] = {"limit": min(self.settings.prima_poll_page_size, DESPATCHES_PAGE_MAX)}
+        if cursor is not None:
+            params["after"] = cursor
+        body = await self._get("/v1/despatches", params)
+        polled_at = datetime.now(UTC)
+        try:
+            records, next_cursor, has_more = body["despatches"], body["next_cursor"], bool(body["has_more"])
+            if not isinstance(next_cursor, str) or not next_cursor or not isinstance(records, list):
+                raise TypeError("next_cursor is not a string or despatches is not a list")
+        except (KeyError, TypeError) as exc:
+            raise PollFailed("bad_data", f"a despatch page that does not parse: {type(exc).__name__}: {exc}") \
+                from exc
+        facts: list[Fact] = []
+        refused: list[DeadLetter] = []
+        for r in records:
+            try:
+                facts.append(PrimaDespatchRecorded.from_note(r, polled_at))
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValidationError is a ValueError
+                refused.append(refused_record("/v1/despatches", PrimaDespatchRecorded, r, polled_at, exc,
+                                              key_field="external_reference"))
+        if has_more and not records:
+            raise PollFailed("bad_data", "Prima said has_more but sent an empty despatch page")
+        return Page(facts, next_cursor if next_cursor != cursor else None, has_more, refused)
+
     # ------------------------------------------------------------------ Kafka
-    async def _publish(self, facts: list[BaseModel], refused: Iterable[DeadLetter] = ()) -> None:
+    def _outgoing(self, fact: Fact) -> Outgoing:
+        """A despatch goes to its topic keyed by the Shopify order id; stock and items keyed by SKU."""
+        if isinstance(fact, PrimaDespatchRecorded):
+            return Outgoing(self.despatch_topic, fact.key, fact)
+        return Outgoing(self.topic, sku_key(fact.sku), fact)
+
+    async def _publish(self, facts: list[Fact], refused: Iterable[DeadLetter] = ()) -> None:
         """Send every fact (and the dead letter of every refused record), then wait for every
         acknowledgement; raise if any failed."""
-        out = [Outgoing(self.topic, sku_key(fact.sku), fact) for fact in facts]  # type: ignore[attr-defined]
+        out = [self._outgoing(fact) for fact in facts]
         out += [Outgoing(self.dead_letter_topic, str(letter.dead_letter_id).encode(), letter) for letter in refused]
         if not out:
             return
         try:
             await self.publish(out)
         except Exception as exc:
-            raise PollFailed("kafka_error", f"sending to {self.topic}: {type(exc).__name__}: {exc}") from exc
+            topics = ", ".join(sorted({o.topic for o in out}))
+            raise PollFailed("kafka_error", f"sending to {topics}: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ polling
     async def poll_once(self, feeds: Iterable[str] = FEEDS, stop: asyncio.Event | None = None) -> dict[str, FeedPoll]:
@@ -355,14 +400,21 @@ class PrimaIngest:
                 await worker.sleep(max(0.0, min(due.values()) - time.monotonic()))
 
 
-def redrives(broker: Any, settings: Settings, *, topic: str = PRIMA_INVENTORY.name, **consumer: Any) -> Consumer:
+def redrives(broker: Any, settings: Settings, *, topic: str = PRIMA_INVENTORY.name,
+             despatch_topic: str = PRIMA_DESPATCHES.name, **consumer: Any) -> Consumer:
     """The consumer group "prima-ingest": a re-driven dead letter of a refused record is decoded
-    with its fact's model again (contracts/validation.py) and, if it now is a fact, published."""
-    async def publish(deliveries: list[Delivery[Any]]) -> None:
-        await publish_all(broker, [Outgoing(topic, sku_key(d.message.sku), d.message) for d in deliveries])
+    with its fact's model again (contracts/validation.py, contracts/prima/despatches.py) and, if
+    it now is a fact, published (a despatch to its topic keyed by order, the others by SKU)."""
+    def outgoing(fact: Any) -> Outgoing:
+        if isinstance(fact, PrimaDespatchRecorded):
+            return Outgoing(despatch_topic, fact.key, fact)
+        return Outgoing(topic, sku_key(fact.sku), fact)
 
-    return Consumer(broker, settings, group=GROUP, topics=[], accepts=(PrimaStockLevel, PrimaItemChanged),
-                    handler=publish, **consumer)
+    async def publish(deliveries: list[Delivery[Any]]) -> None:
+        await publish_all(broker, [outgoing(d.message) for d in deliveries])
+
+    return Consumer(broker, settings, group=GROUP, topics=[],
+                    accepts=(PrimaStockLevel, PrimaItemChanged, PrimaDespatchRecorded), handler=publish, **consumer)
 
 
 async def main(worker: Worker) -> None:

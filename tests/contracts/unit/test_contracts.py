@@ -209,6 +209,7 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
         ("prima-gateway", "send", "prima.outcomes.v1"),
         ("projector", "receive", "shopify-prima.order-events.v1"),
         ("prima-ingest", "send", "prima.inventory.v1"),  # services.prima.poller
+        ("prima-ingest", "send", "prima.despatches.v1"),  # services.prima.poller, the despatches feed
         ("catalog-reader", "send", "shopify.inventory.v1"),
         ("stock-decider", "receive", "prima.inventory.v1"),
         ("stock-decider", "receive", "shopify.inventory.v1"),
@@ -397,7 +398,7 @@ def test_a_serialized_message_validates_against_its_exported_schema(topic, messa
 
 
 # A value for each string pattern a contract field declares (the sampler cannot invent one).
-PATTERN_SAMPLES = {r"^[A-Z]{3}$": "USD", r"^[0-9a-f]{64}$": "0" * 64}
+PATTERN_SAMPLES = {r"^[A-Z]{3}$": "USD", r"^[0-9a-f]{64}$": "0" * 64, r"^[1-9][0-9]{0,18}$": "1"}
 
 
 def sample(tp: Any, optional: bool = True) -> Any:
