@@ -19,10 +19,17 @@ from contracts.prima.despatches import PrimaDespatchRecorded
 from contracts.prima.inventory import PrimaInventoryFact
 from contracts.prima.journals import JournalOutcome, PostJournal
 from contracts.prima.sales_orders import PrimaCommand, PrimaOutcome
-from contracts.shopify.inventory import ShopifyCommand, ShopifyInventoryFact, ShopifyOutcome
+from contracts.shopify.inventory import (
+    ShopifyCommand,
+    ShopifyInventoryFact,
+    ShopifyOutcome,
+)
 from contracts.shopify.orders import ShopifyOrderReceived
+from contracts.shopify.payouts import (
+    ShopifyPayoutObserved,
+    ShopifyPayoutTransactionsRead,
+)
 from contracts.shopify.refunds import ShopifyOrderEditReceived, ShopifyRefundReceived
-from contracts.shopify.payouts import ShopifyPayoutObserved, ShopifyPayoutTransactionsRead
 
 
 def members_of(union: object) -> tuple[type[BaseModel], ...]:

@@ -127,3 +127,22 @@ def delete_consumer_groups(bootstrap: str, groups: set[str], *, patience: float 
             break
         time.sleep(1.0)
     return left
+
+
+async def partition_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The topic's end offset per partition."""
+    from tests.inventory.integration.support import end_offsets
+
+    return {tp.partition: offset for tp, offset in (await end_offsets(bootstrap, topic)).items()}
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
+    """The group's committed offsets per partition, as `kafka-consumer-groups --describe` reads them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {tp.partition: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
+    finally:
+        await admin.close()

@@ -14,7 +14,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.prima.credit_memos import CreateCreditMemo
-from contracts.prima.sales_orders import AmendSalesOrder, CancelSalesOrder, CreateSalesOrder, SalesOrderDraft
+from contracts.prima.sales_orders import (
+    AmendSalesOrder,
+    CancelSalesOrder,
+    CreateSalesOrder,
+    SalesOrderDraft,
+)
 from contracts.shopify.orders import ShopifyOrder
 from contracts.shopify.refunds import ShopifyRefund
 from contracts.validation import Amount, Code, Id

@@ -8,7 +8,6 @@ from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import contracts
 import yaml
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,10 +16,12 @@ from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+import contracts
+
 from .despatches import Despatches, add_despatch_routes
 from .faults import Faults
-from .lifecycle import Lifecycle, add_lifecycle_routes
 from .journals import Journals, add_journal_routes
+from .lifecycle import Lifecycle, add_lifecycle_routes
 from .models import FaultConfig, ItemsUpsert, SalesOrderCreate, StockUpsertBody
 from .store import ApiError, Store
 

@@ -45,12 +45,17 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
-import sandboxes.shopify.fulfillments  # noqa: F401  (registers fulfillment orders, fulfillmentCreate, holds)
-import sandboxes.shopify.mutations  # noqa: F401  (registers the mutations)
-import sandboxes.shopify.order_queries  # noqa: F401  (registers the order queries)
-import sandboxes.shopify.payouts  # noqa: F401  (registers shopifyPaymentsAccount)
+import sandboxes.shopify.fulfillments
+import sandboxes.shopify.mutations
+import sandboxes.shopify.order_queries
+import sandboxes.shopify.payouts
 from contracts.shopify_admin import admin_schema
-from sandboxes.shopify.cost import MAX_QUERY_COST, THROTTLED_ERROR, CostCalculator, max_cost_error
+from sandboxes.shopify.cost import (
+    MAX_QUERY_COST,
+    THROTTLED_ERROR,
+    CostCalculator,
+    max_cost_error,
+)
 from sandboxes.shopify.resolvers import Ctx, field_resolver, type_resolver
 from sandboxes.shopify.state import ShopState, Stats
 from sandboxes.shopify.store import UnknownLocation, now_iso

@@ -204,7 +204,7 @@ def _allocations(obj: dict[str, Any], currency: str) -> list[dict[str, Any]]:
 class _Node:
     """A GraphQL object of the sandbox's orders: `data` holds its fields by GraphQL name."""
 
-    __slots__ = ("typename", "num", "data")
+    __slots__ = ("data", "num", "typename")
 
     def __init__(self, typename: str, num: int, data: dict[str, Any]) -> None:
         self.typename, self.num, self.data = typename, num, data

@@ -14,16 +14,19 @@ from typing import Any, ClassVar, Literal
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
 
 from contracts.topics import TOPICS, TopicSpec
 from projections.base import Projection, ReadModel
 from services.platform.kafka import Outgoing, make_broker, publish_all
 from services.projector import Projector
-from tests.inventory.integration.support import end_offsets as _end_offsets
 from tests.inventory.integration.support import eventually
-from tests.support import scratch_database, throwaway_topics
+from tests.support import (
+    committed_offsets,
+    partition_end_offsets,
+    scratch_database,
+    throwaway_topics,
+)
 
 KAFKA_SH = Path(__file__).resolve().parents[3] / "deploy" / "local" / "kafka.sh"
 
@@ -55,17 +58,6 @@ async def groups(bootstrap: str) -> set[str]:
     return set((await tool("consumer-groups", "--bootstrap-server", bootstrap, "--list")).split())
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    return {tp.partition: offset for tp, offset in (await _end_offsets(bootstrap, topic)).items()}
-
-
-async def committed(bootstrap: str, group: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return {tp.partition: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -120,7 +112,7 @@ async def test_the_console_consumer_prints_messages_with_key_and_headers_and_com
     # its throwaway group (console-consumer-<n>, removed by the broker's periodic clean-up) commits
     # nothing: no offsets, hence no lag for anyone's lag monitoring
     made = {g for g in await groups(kafka_bootstrap) - before if g.startswith("console-consumer-")}
-    assert len(made) <= 1 and all([await committed(kafka_bootstrap, g) == {} for g in made])
+    assert len(made) <= 1 and all([await committed_offsets(kafka_bootstrap, g) == {} for g in made])
 
 
 async def test_a_projections_group_is_described_with_its_lag_then_deleted(settings, kafka_bootstrap, topic, pool):
@@ -147,10 +139,10 @@ async def test_a_projections_group_is_described_with_its_lag_then_deleted(settin
         projector.follow(broker, local, projection)
         await broker.start()
         try:
-            first = await end_offsets(kafka_bootstrap, topic)
+            first = await partition_end_offsets(kafka_bootstrap, topic)
 
             async def applied_and_committed() -> bool:
-                done = await committed(kafka_bootstrap, projection.group)
+                done = await committed_offsets(kafka_bootstrap, projection.group)
                 return all(done.get(p, 0) == end for p, end in first.items())
 
             await eventually(applied_and_committed, "the five messages applied, then committed", 60)
@@ -160,7 +152,7 @@ async def test_a_projections_group_is_described_with_its_lag_then_deleted(settin
         await publish_all(producer, [Outgoing(topic, str(n).encode(), ToolsSeen(n=n)) for n in range(5, 9)])
     finally:
         await producer.stop()
-    stored, ends = await projection.positions(pool), await end_offsets(kafka_bootstrap, topic)
+    stored, ends = await projection.positions(pool), await partition_end_offsets(kafka_bootstrap, topic)
     assert sum(ends.values()) == 9
 
     described = await tool("consumer-groups", "--bootstrap-server", kafka_bootstrap, "--describe",

@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
@@ -22,8 +21,8 @@ from contracts.topics import TopicSpec
 from projections.base import Projection, ReadModel
 from services.platform.kafka import Outgoing, make_broker, publish_all
 from services.projector import Projector
-from tests.inventory.integration.support import end_offsets as _end_offsets
 from tests.inventory.integration.support import eventually
+from tests.support import committed_offsets, partition_end_offsets
 
 KAFKA_SH = Path(__file__).resolve().parents[3] / "deploy" / "local" / "kafka.sh"
 
@@ -71,18 +70,6 @@ def lag(projection: str, topic: str, partition: int) -> float | None:
                                      {"projection": projection, "topic": topic, "partition": str(partition)})
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    return {tp.partition: offset for tp, offset in (await _end_offsets(bootstrap, topic)).items()}
-
-
-async def committed(bootstrap: str, group: str) -> dict[int, int]:
-    """The group's committed offsets, as `kafka-consumer-groups --describe` reads them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return {tp.partition: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
-    finally:
-        await admin.close()
 
 
 async def test_a_projection_commits_its_stored_positions_to_its_group_and_the_gauge_shows_its_lag(
@@ -106,7 +93,7 @@ async def test_a_projection_commits_its_stored_positions_to_its_group_and_the_ga
     try:
         await publish_all(producer, [Outgoing(topic, str(a).encode(), LagCounted(aggregate_id=a, aggregate_version=1))
                                      for a in (uuid4() for _ in range(9))])
-        ends = await end_offsets(kafka_bootstrap, topic)
+        ends = await partition_end_offsets(kafka_bootstrap, topic)
         assert sum(ends.values()) == 9 and len(ends) == 3
 
         projection = Watched(pool)
@@ -126,22 +113,22 @@ async def test_a_projection_commits_its_stored_positions_to_its_group_and_the_ga
             async def caught_up() -> bool:
                 stored = await projection.positions(pool)
                 return all(stored.get(p, 0) == end for p, end in ends.items()) and \
-                    {p: (await committed(kafka_bootstrap, group)).get(p, 0) for p in ends} == ends
+                    {p: (await committed_offsets(kafka_bootstrap, group)).get(p, 0) for p in ends} == ends
 
             await eventually(caught_up, "the projection applying and committing all nine events", 60)
             stored = await projection.positions(pool)
-            assert {p: (await committed(kafka_bootstrap, group)).get(p, 0) for p in ends} == \
+            assert {p: (await committed_offsets(kafka_bootstrap, group)).get(p, 0) for p in ends} == \
                 {p: stored.get(p, 0) for p in ends}
             assert await pool.fetchval("SELECT count(*) FROM public.lag_seen") == 9
             await projector.update_lag()
             assert {p: lag(name, topic, p) for p in ends} == dict.fromkeys(ends, 0)
 
             await publish_all(producer, [Outgoing(topic, b"noise", LagNoise())])
-            after = await end_offsets(kafka_bootstrap, topic)
+            after = await partition_end_offsets(kafka_bootstrap, topic)
             (noisy,) = [p for p in ends if after[p] != ends[p]]
 
             async def passed() -> bool:
-                return (await committed(kafka_bootstrap, group)).get(noisy) == after[noisy]
+                return (await committed_offsets(kafka_bootstrap, group)).get(noisy) == after[noisy]
 
             await eventually(passed, "the consumer committing past the skipped message", 60)
             assert (await projection.positions(pool)).get(noisy, 0) == after[noisy] - 1

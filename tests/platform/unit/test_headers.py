@@ -16,7 +16,13 @@ from domain.catalog.items import PrimaItem
 from domain.orders.application import OrderApplication
 from domain.orders.values import OrderDelivery
 from services.orders.outbox import ORDER_RELAY
-from services.platform.kafka import CONTENT_TYPE, HEADERS, Outgoing, headers_for, wire_headers
+from services.platform.kafka import (
+    CONTENT_TYPE,
+    HEADERS,
+    Outgoing,
+    headers_for,
+    wire_headers,
+)
 from services.platform.outbox import Relay
 from services.platform.settings import Settings
 from tests.platform.unit.test_outbox import T, paid_order
