@@ -62,12 +62,23 @@ ensure_jars() {
   log "fetching Kafka jars with mvn into $dir"
   rm -rf "$dir.tmp"
   # Into a temporary dir first, so that an interrupted fetch never looks complete.
-  local mvn_log="$KAFKA_DIR/mvn.log"
-  if ! (cd "$(dirname "$pom")" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
-    -DoutputDirectory="$dir.tmp" -DincludeScope=runtime) >"$mvn_log" 2>&1; then
-    show_tail "$mvn_log"
-    die "mvn could not fetch the Kafka jars (output above)"
-  fi
+  local mvn_log="$KAFKA_DIR/mvn.log" attempt quiet=(-q)
+  # Up to three attempts: a fetch has failed once in CI with no output at all (a transient
+  # failure); the later attempts log everything mvn says, so a real failure shows its cause.
+  for attempt in 1 2 3; do
+    if (cd "$(dirname "$pom")" && mvn "${quiet[@]}" -B -Dstyle.color=never dependency:copy-dependencies \
+      -DoutputDirectory="$dir.tmp" -DincludeScope=runtime) >"$mvn_log" 2>&1; then
+      break
+    fi
+    if ((attempt == 3)); then
+      show_tail "$mvn_log"
+      die "mvn could not fetch the Kafka jars in 3 attempts (output above)"
+    fi
+    log "mvn failed to fetch the Kafka jars (attempt $attempt; its output: $mvn_log); trying again"
+    quiet=()
+    rm -rf "$dir.tmp"
+    sleep 3
+  done
   echo "$want" >"$dir.tmp/.pom.sha256"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
