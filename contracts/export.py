@@ -140,7 +140,7 @@ def payload_of(topic: TopicSpec) -> Any:
         return kinds[0]  # one model, or the event union of a domain-event topic
     if not all(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds):
         raise ValueError(f"{topic.name} mixes an event union with other message types: not exportable")
-    return Annotated[Union[tuple(kinds)], Field(discriminator="message_type")]
+    return Annotated[Union[tuple(kinds)], Field(discriminator="message_type")]  # noqa: UP007
 
 
 CONTRACTS: tuple[TopicContract, ...] = (

@@ -175,7 +175,7 @@ Rate = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), BeforeValida
 """A tax rate (0.08875 for 8.875 %): finite, 0 to 100."""
 
 
-def Lines(item: Any) -> Any:
+def Lines(item: Any) -> Any:  # noqa: N802 - a type factory, read as a type
     """A tuple of `item` of bounded length (the lines of an order, a bundle's components)."""
     return Annotated[tuple[item, ...], Field(max_length=MAX_LIST_LENGTH)]
 

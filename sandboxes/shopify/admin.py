@@ -45,10 +45,10 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
-import sandboxes.shopify.fulfillments
-import sandboxes.shopify.mutations
-import sandboxes.shopify.order_queries
-import sandboxes.shopify.payouts
+import sandboxes.shopify.fulfillments  # noqa: F401  (registers fulfillment orders, fulfillmentCreate, holds)
+import sandboxes.shopify.mutations  # noqa: F401  (registers the mutations)
+import sandboxes.shopify.order_queries  # noqa: F401  (registers the order queries)
+import sandboxes.shopify.payouts  # noqa: F401  (registers shopifyPaymentsAccount)
 from contracts.shopify_admin import admin_schema
 from sandboxes.shopify.cost import (
     MAX_QUERY_COST,

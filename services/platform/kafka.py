@@ -182,7 +182,7 @@ def producer_broken(exc: BaseException) -> bool:
     try:
         from aiokafka.errors import InvalidProducerEpoch
     except ImportError:  # pragma: no cover
-        InvalidProducerEpoch = OutOfOrderSequenceNumber
+        InvalidProducerEpoch = OutOfOrderSequenceNumber  # noqa: N806
     return isinstance(exc, (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch))
 
 
@@ -197,10 +197,10 @@ async def renew_producer(broker: KafkaBroker) -> None:
     config = broker.config
     try:
         await config.producer.disconnect()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - it is broken already
         log.debug("stopping the refused producer: %s", exc)
-    producer = aiokafka.AIOKafkaProducer(**broker._connection_kwargs)
-    await config.producer.connect(producer, serializer=config.fd_config._serializer,
+    producer = aiokafka.AIOKafkaProducer(**broker._connection_kwargs)  # noqa: SLF001
+    await config.producer.connect(producer, serializer=config.fd_config._serializer,  # noqa: SLF001
                                   codec=config.broker_codec or DefaultCodec())
     log.warning("the Kafka producer's sequence was refused: a new producer is in place")
 
@@ -461,7 +461,7 @@ class Consumer:
         except _Redeliver:
             await msg.nack()
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - e.g. Kafka down while publishing dead letters
             if not is_dependency_failure(exc):
                 log.exception("%s: unexpected failure around the handler; the batch is delivered again", self.group)
             self.outage.failed(exc)
@@ -509,7 +509,7 @@ class Consumer:
             await self.handler(deliveries)
         except Reposition:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is classified below
             if is_dependency_failure(exc):
                 self.outage.failed(exc)
                 await asyncio.sleep(backoff(self.outage.attempts, self.settings.handler_backoff_initial_seconds,
@@ -538,7 +538,7 @@ class Consumer:
         for delivery in deliveries:
             try:
                 await self.handler([delivery])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 if is_dependency_failure(exc):
                     raise _Redeliver from exc  # not the message's fault after all: all again later
                 letters.append(self._letter_of(delivery, error_text(exc, 2000), attempts + 1))

@@ -101,7 +101,7 @@ async def test_every_producer_path_puts_the_documented_headers_and_application_j
         await publish_all(broker, relayed)  # the outbox relay
         fact = command()
         await ingest.send(Outgoing(topic, b"ingest", fact, headers_for(fact, correlation_id="webhook-2")))
-        sent, too_large, failure = await ingest._send_many([(None, Outgoing(topic, b"sweeper", fact))])
+        sent, too_large, failure = await ingest._send_many([(None, Outgoing(topic, b"sweeper", fact))])  # noqa: SLF001
         assert (len(sent), too_large, failure) == (1, [], None)
         # a consumer's dead letter: a record that does not decode is dead-lettered at once
         await ingest_broker.publish(b"{not json", poison_in, key=b"poison", headers={"message_type": "Ping"})
