@@ -54,6 +54,12 @@ NO_DATA = {
         "reason other than a dependency outage (a defect, a message it cannot process); undecodable "
         "messages are dead-lettered at once and outages are retried without counting, so nothing in "
         "this run makes one"),
+    ("Payout paid to journal posted (latency)", "p50"): (
+        "the compose run journals no payout (the payout flow is tested end to end against the local "
+        "stack, tests/payouts/e2e), so shopify_prima_payout_paid_to_journal_seconds has no observation "
+        "and its quantiles are NaN"),
+    ("Payout paid to journal posted (latency)", "p99"): (
+        "as p50: no payout is journalled in the compose run"),
 }
 
 
