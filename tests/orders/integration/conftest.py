@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tests.orders.integration.test_ingest_support import IngestEnv, ingest_environment
 from tests.support import scratch_database
 
 
@@ -25,3 +26,11 @@ async def scratch_pool(scratch_url) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(scratch_url, min_size=1, max_size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def ingest_env(database_url, kafka_bootstrap, settings) -> AsyncIterator[IngestEnv]:
+    """The webhook ingest tests' environment: a scratch database and throwaway topics of the
+    module's own (test_ingest_support.ingest_environment)."""
+    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
+        yield env

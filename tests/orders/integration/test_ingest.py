@@ -17,7 +17,6 @@ from sandboxes.shopify.webhooks import sign
 from services.shopify.ingest import verify_hmac
 from tests.orders.integration.test_ingest_support import (
     about,
-    ingest_environment,
     new_order_id,
     order_body,
     read_topic,
@@ -29,10 +28,6 @@ from tests.orders.integration.test_ingest_support import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 
 
 def test_verify_hmac_accepts_current_and_previous_secret_only():

@@ -38,7 +38,6 @@ from services.shopify.ingest import WEBHOOK_TOPICS
 from tests.fuzzing import FUZZ, Tally
 from tests.orders.integration.test_ingest_support import (
     SECRET,
-    ingest_environment,
     read_topic,
 )
 from tests.orders.poisons import paid_order
@@ -48,10 +47,6 @@ SECRETS = {"current": SECRET, "previous": "previous", "wrong": "not-the-secret"}
 BODY_LIMIT = 64_000
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

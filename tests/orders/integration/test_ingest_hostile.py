@@ -17,7 +17,6 @@ from contracts.platform import DeadLetter
 from contracts.shopify.orders import ShopifyOrderReceived
 from tests.orders.integration.test_ingest_support import (
     about,
-    ingest_environment,
     new_order_id,
     read_topic,
     running,
@@ -29,10 +28,6 @@ from tests.orders.poisons import WEBHOOK_POISONS, paid_order
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 
 
 async def test_every_hostile_body_is_quarantined_unpublished_and_the_next_order_goes_through(ingest_env):

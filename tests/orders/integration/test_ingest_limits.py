@@ -17,7 +17,6 @@ import pytest
 
 from tests.orders.integration.test_ingest_support import (
     about,
-    ingest_environment,
     new_order_id,
     order_body,
     post_within,
@@ -30,10 +29,6 @@ from tests.orders.integration.test_ingest_support import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 LIMIT = 20_000
 
 

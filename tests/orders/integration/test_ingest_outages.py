@@ -20,7 +20,6 @@ import pytest
 from services.platform.runner import limit_repeats
 from tests.orders.integration.test_ingest_support import (
     about,
-    ingest_environment,
     kafka_gone,
     order_body,
     post_within,
@@ -33,10 +32,6 @@ from tests.orders.integration.test_ingest_support import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 SHOPIFY_TIMEOUT = 5.0  # Shopify gives up on a delivery not answered within 5 s
 FAST_SWEEP = {"ingest_sweep_interval_seconds": 0.2, "ingest_sweep_after_seconds": 1.0,
               "ingest_publish_timeout_seconds": 1.0}

@@ -28,7 +28,6 @@ from services.shopify import ingest as ingest_module
 from services.shopify.ingest import DEAD_LETTER_BODY_LIMIT, Unparseable
 from tests.orders.integration.test_ingest_support import (
     about,
-    ingest_environment,
     ingest_of,
     new_order_id,
     order_body,
@@ -42,10 +41,6 @@ from tests.orders.integration.test_ingest_support import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def ingest_env(database_url, kafka_bootstrap, settings):
-    async with ingest_environment(database_url, kafka_bootstrap, settings) as env:
-        yield env
 
 ORDER = json.loads(order_body(1))
 CUSTOMER_EMAIL = "jane.doe@example.com"
