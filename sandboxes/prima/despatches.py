@@ -43,7 +43,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from .lifecycle import ADJUST_ALLOCATION
 from .models import SalesOrderCreate
-from .store import ALLOCATION_WAREHOUSE, ApiError, decode_stock_cursor
+from .store import ALLOCATION_WAREHOUSE, ApiError, create_tables, decode_stock_cursor
 
 DDL = """
 INSERT INTO counters VALUES ('despatch', 0) ON CONFLICT DO NOTHING;
@@ -142,9 +142,7 @@ class Despatches:
         self.warehouse = warehouse
 
     async def create_tables(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))")
-            await conn.execute(DDL)
+        await create_tables(self.pool, DDL)
 
     async def reset(self) -> None:
         """Delete the notes and the feed; the despatch counter and change sequence go on."""

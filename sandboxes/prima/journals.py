@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .models import Currency, Money
-from .store import ApiError
+from .store import ApiError, create_tables
 
 DDL = """
 INSERT INTO counters VALUES ('journal', 0) ON CONFLICT DO NOTHING;
@@ -126,9 +126,7 @@ class Journals:
         self.pool = pool
 
     async def create_tables(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))")
-            await conn.execute(DDL)
+        await create_tables(self.pool, DDL)
 
     async def post(self, key: str, body: JournalCreate) -> Posted:
         digest = _hash(body)

@@ -34,10 +34,24 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from .models import Currency, Money, SalesOrder, SalesOrderCreate, SalesOrderStatus
-from .store import ALLOCATION_WAREHOUSE, ApiError, _check_items, _order, allocation_units
+from .store import (
+    ALLOCATION_WAREHOUSE,
+    ApiError,
+    _check_items,
+    _order,
+    allocation_units,
+    create_tables,
+)
 
 DDL = """
 INSERT INTO counters VALUES ('credit_memo', 0) ON CONFLICT DO NOTHING;
@@ -207,9 +221,7 @@ class Lifecycle:
         self.warehouse = warehouse
 
     async def create_tables(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))")
-            await conn.execute(DDL)
+        await create_tables(self.pool, DDL)
 
     async def reset(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

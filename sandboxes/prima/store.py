@@ -207,6 +207,17 @@ def _order(row: asyncpg.Record) -> SalesOrder:
     return SalesOrder(**json.loads(row["body"]), **meta)
 
 
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))"  # one process at a time makes tables
+
+
+async def create_tables(pool: asyncpg.Pool, ddl: str) -> None:
+    """Run a part's CREATE ... IF NOT EXISTS statements (journals, lifecycle, despatches), under
+    the lock that Store.open takes too."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(DDL_LOCK)
+        await conn.execute(ddl)
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool, allocation_warehouse: str = ALLOCATION_WAREHOUSE):
         self.pool = pool
@@ -219,7 +230,7 @@ class Store:
         conn = await asyncpg.connect(database_url)
         try:
             async with conn.transaction():  # one process at a time creates the schema
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('prima_sandbox_ddl'))")
+                await conn.execute(DDL_LOCK)
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
                 await conn.execute(f"SET LOCAL search_path TO {schema}")
                 await conn.execute(DDL)
