@@ -95,36 +95,32 @@ class PayoutIngest:
     # -- reading Shopify -------------------------------------------------------------------------
 
     async def payouts(self, query: str) -> list[ShopifyPayout]:
-        found: list[ShopifyPayout] = []
-        after = None
-        while True:
-            data = await self.admin.execute("Payouts", {"first": PAYOUTS_FIRST, "after": after, "query": query},
-                                            expected_cost=2 + PAYOUTS_FIRST * 15 + 1)
-            account = data.get("shopifyPaymentsAccount")
-            if account is None:
-                raise NoPaymentsAccount("the shop has no Shopify Payments account: no payouts to read")
-            connection = account["payouts"]
-            found += [ShopifyPayout.from_graphql(node) for node in connection["nodes"]]
-            if not connection["pageInfo"]["hasNextPage"]:
-                return found
-            after = connection["pageInfo"]["endCursor"]
+        nodes = await self._all_pages("Payouts", {"query": query}, "payouts", PAYOUTS_FIRST,
+                                      2 + PAYOUTS_FIRST * 15 + 1, "no payouts")
+        return [ShopifyPayout.from_graphql(node) for node in nodes]
 
     async def transactions(self, payout_id: int) -> list[ShopifyBalanceTransaction]:
-        found: list[ShopifyBalanceTransaction] = []
+        nodes = await self._all_pages("PayoutBalanceTransactions", {"query": f"payments_transfer_id:{payout_id}"},
+                                      "balanceTransactions", TRANSACTIONS_FIRST, 3 + TRANSACTIONS_FIRST * 6,
+                                      "no balance transactions")
+        return [ShopifyBalanceTransaction.from_graphql(node) for node in nodes]
+
+    async def _all_pages(self, operation: str, variables: dict[str, Any], connection: str, first: int,
+                         expected_cost: int, nothing: str) -> list[dict[str, Any]]:
+        """Every node of one shopifyPaymentsAccount connection, page after page."""
+        found: list[dict[str, Any]] = []
         after = None
         while True:
-            data = await self.admin.execute(
-                "PayoutBalanceTransactions",
-                {"first": TRANSACTIONS_FIRST, "after": after, "query": f"payments_transfer_id:{payout_id}"},
-                expected_cost=3 + TRANSACTIONS_FIRST * 6)
+            data = await self.admin.execute(operation, {**variables, "first": first, "after": after},
+                                            expected_cost=expected_cost)
             account = data.get("shopifyPaymentsAccount")
             if account is None:
-                raise NoPaymentsAccount("the shop has no Shopify Payments account: no balance transactions to read")
-            connection = account["balanceTransactions"]
-            found += [ShopifyBalanceTransaction.from_graphql(node) for node in connection["nodes"]]
-            if not connection["pageInfo"]["hasNextPage"]:
+                raise NoPaymentsAccount(f"the shop has no Shopify Payments account: {nothing} to read")
+            page = account[connection]
+            found += page["nodes"]
+            if not page["pageInfo"]["hasNextPage"]:
                 return found
-            after = connection["pageInfo"]["endCursor"]
+            after = page["pageInfo"]["endCursor"]
 
     # -- what was published ----------------------------------------------------------------------
 
