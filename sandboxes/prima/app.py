@@ -165,6 +165,9 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
     add_lifecycle_routes(app, auth)
     add_journal_routes(app, auth)
     add_despatch_routes(app, auth)
+    from .omlink import add_omlink_routes  # Prima's own interface (SOAP, urn:omlink) beside the REST API
+
+    add_omlink_routes(app)
 
     @app.get("/v1/items", dependencies=auth)
     async def list_items(changed_since: AwareDatetime | None = None, cursor: str | None = None,
