@@ -44,6 +44,25 @@ bank line the deposit and every charge matched; 1 otherwise.
 
 Order, payout and transaction ids are the run's start time in microseconds plus offsets, so runs
 never collide. Nothing is cleaned up afterwards.
+
+    python -m benchmarks.payouts --decide-only --transactions N [--pages-per-batch K] [--kept 8]
+
+The decide step alone, in this process, with the working tree's code (the stack runs the code it
+was started with): the payout decider (services/payouts/decider.py PayoutDecider, its
+PayoutApplication) over the real PostgreSQL event store and sales-documents read model, in a
+throwaway database on the stack's PostgreSQL (migrated, dropped at the end; never the stack's
+own tables), without Kafka, the relay, the gateway or Prima. Not measured: N - 1 orders' sales
+documents written to the read models (sales, shipping 7.95, tax 8.875%, paid through
+shopify_payments; each charge its order's total with Shopify Payments' fee), and the payout's read built as the ingest publishes it (pages
+of PAGE_MAX transactions, then the payout), each message encoded to JSON as on Kafka. Measured,
+batch after batch as the decider's consumer hands them over (K pages a batch, default 1, the
+worst case; then the payout's end of read alone): each batch decoded from its JSON and handled
+(Payouts loaded or kept, facts applied, documents and payment gateways read, decided, saved in
+one transaction with the notification log). Figures: the seconds of the pages' batches together and of the slowest,
+the seconds of the last batch (the end of the read -> JournalRequested stored: what the stack's
+"decide" is, less Kafka), the event-store events read back, and checks: one journal requested,
+balanced, its bank line the net, every charge matched. `--kept 0` keeps no Payout between
+batches (each batch loads its Payout from the event store, as before the kept Payouts).
 """
 
 from __future__ import annotations
@@ -54,10 +73,12 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -65,6 +86,7 @@ from rich.table import Table
 
 from benchmarks.orders import (
     DATABASE_URL,
+    SETTINGS,
     active_stock_skus,
     console,
     cpu_snapshot,
@@ -73,6 +95,20 @@ from benchmarks.orders import (
     print_machine,
     send_all,
 )
+from contracts.shopify.payouts import (
+    PAGE_MAX,
+    ShopifyBalanceTransaction,
+    ShopifyPayout,
+    ShopifyPayoutObserved,
+    ShopifyPayoutTransactionsRead,
+    payout_key,
+)
+from contracts.topics import SHOPIFY_PAYOUTS
+from domain.payouts.application import KEPT_PAYOUTS, PayoutApplication
+from domain.payouts.checks import transactions_digest
+from services.payouts.decider import PayoutDecider, documents_for, policy_of
+from services.platform import migrations
+from services.platform.kafka import Delivery, decode_record
 from services.platform.settings import Settings, use_env_file
 from services.prima.client import PrimaClient
 
@@ -293,6 +329,144 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --- the decide step alone, in-process -------------------------------------------------------
+
+DECIDE_SHIPPING, DECIDE_TAX_RATE = Decimal("7.95"), Decimal("0.08875")
+
+
+def decide_documents(order_ids: list[int]) -> list[tuple]:
+    """Sales-documents rows of paid orders with a sales order: sales from 20.00 to 219.99 (by id),
+    shipping 7.95, tax 8.875% on both; total = their sum (what a charge of the order pays)."""
+    rows = []
+    for n, order_id in enumerate(order_ids):
+        sales = Decimal("20.00") + Decimal(n % 20_000) / 100
+        tax = ((sales + DECIDE_SHIPPING) * DECIDE_TAX_RATE).quantize(CENT, ROUND_HALF_UP)
+        parts = [{"category": "sales", "amount": str(sales), "tax_title": None, "tax_rate": None},
+                 {"category": "shipping", "amount": str(DECIDE_SHIPPING), "tax_title": None, "tax_rate": None},
+                 {"category": "tax", "amount": str(tax), "tax_title": "NY State Tax",
+                  "tax_rate": str(DECIDE_TAX_RATE)}]
+        rows.append((order_id, f"#B{order_id}", "USD", "USD", sales + DECIDE_SHIPPING + tax, json.dumps(parts),
+                     f"SO-{order_id}", datetime.now(UTC)))
+    return rows
+
+
+def decide_read(payout_id: int, charges: list[Charge], issued: datetime) -> tuple[list[tuple[bytes, str]], Decimal]:
+    """The payout's read as the payout ingest publishes it (services/payouts/ingest.py messages):
+    its pages of transactions, then the payout, each as the JSON on Kafka; and the net."""
+    processed = issued - timedelta(days=2)
+    transactions = [ShopifyBalanceTransaction(
+        id=payout_id + n, gid=f"gid://shopify/ShopifyPaymentsBalanceTransaction/{payout_id + n}", type="CHARGE",
+        amount={"amount": c.amount, "currency": "USD"}, fee={"amount": c.fee, "currency": "USD"},
+        net={"amount": c.amount - c.fee, "currency": "USD"}, source_type="CHARGE", source_id=payout_id + 100_000 + n,
+        order_id=c.order_id, order_name=f"#B{c.order_id}", transaction_date=processed, payout_id=payout_id,
+        payout_status="PAID") for n, c in enumerate(charges, start=1)]
+    net = sum((c.amount - c.fee for c in charges), Decimal("0.00"))
+    transactions.append(ShopifyBalanceTransaction(
+        id=payout_id + len(charges) + 1, gid=f"gid://shopify/ShopifyPaymentsBalanceTransaction/{payout_id}0",
+        type="TRANSFER", amount={"amount": -net, "currency": "USD"}, fee={"amount": "0.00", "currency": "USD"},
+        net={"amount": -net, "currency": "USD"}, source_type="PAYOUT", source_id=payout_id,
+        transaction_date=processed, payout_id=payout_id, payout_status="PAID"))
+    payout = ShopifyPayout(id=payout_id, gid=f"gid://shopify/ShopifyPaymentsPayout/{payout_id}", status="PAID",
+                           issued_at=issued, net={"amount": net, "currency": "USD"})
+    read_id, now = uuid4(), datetime.now(UTC)
+    pages = [ShopifyPayoutTransactionsRead(read_id=read_id, payout_id=payout_id, page=n + 1,
+                                           transactions=tuple(transactions[i:i + PAGE_MAX]), read_at=now)
+             for n, i in enumerate(range(0, len(transactions), PAGE_MAX))]
+    observed = ShopifyPayoutObserved(read_id=read_id, payout=payout, transaction_count=len(transactions),
+                                     transactions_digest=transactions_digest(t.id for t in transactions),
+                                     pages=len(pages), observed_at=now)
+    return [(m.model_dump_json().encode(), m.message_type) for m in (*pages, observed)], net
+
+
+async def run_decide(args: argparse.Namespace) -> int:
+    n_charges = args.transactions - 1
+    base = time.time_ns() // 1000
+    order_ids = [base + i for i in range(n_charges)]
+    payout_id = base + n_charges + 10
+    name = f"bench_payouts_{base}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = str(httpx.URL(DATABASE_URL).copy_with(path=f"/{name}"))
+    payouts: PayoutApplication | None = None
+    try:
+        await asyncio.to_thread(migrations.upgrade, url)
+        settings = SETTINGS.model_copy(update={"database_url": url, "event_store_schema": "bench_event_store"})
+        conn = await asyncpg.connect(url)
+        await conn.execute('CREATE SCHEMA "bench_event_store"')
+        rows = decide_documents(order_ids)
+        await conn.executemany(
+            """INSERT INTO readmodel.sales_documents (shopify_order_id, order_name, currency, presentment_currency,
+                   total, parts, sales_order_number, sales_order_created_at, last_event_at)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8)""", rows)
+        await conn.executemany(
+            """INSERT INTO readmodel.order_payment_gateways (shopify_order_id, gateway_names, order_updated_at,
+                   recorded_at) VALUES ($1, '{shopify_payments}', $2, $2)""", [(r[0], r[7]) for r in rows])
+        await conn.close()
+        charges = [Charge(r[0], r[4]) for r in rows]
+        messages, net = decide_read(payout_id, charges, datetime.now(UTC) - timedelta(days=1))
+        payouts = PayoutApplication(env=settings.eventsourcing_env(create_tables=True), kept=args.kept)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
+        decider = PayoutDecider(payouts, lambda ids: documents_for(pool, ids), policy_of(settings))
+        accepts = {m.model_fields["message_type"].default: m for m in (ShopifyPayoutTransactionsRead,
+                                                                        ShopifyPayoutObserved)}
+        *page_messages, end_message = messages
+        batches = [page_messages[i:i + args.pages_per_batch]
+                   for i in range(0, len(page_messages), args.pages_per_batch)] + [[end_message]]
+        console.print(f"[bold]The payout decider alone[/bold] (this working tree, in-process, real PostgreSQL): "
+                      f"{args.transactions} balance transactions in {len(page_messages)} pages of up to {PAGE_MAX}, "
+                      f"{args.pages_per_batch} page(s) a batch, then the end of the read; Payouts kept between "
+                      f"batches: {args.kept}; database {name} (dropped at the end)")
+        timings = []
+        offset = 0
+        for batch in batches:
+            t0 = time.perf_counter()
+            deliveries = []
+            for raw, message_type in batch:  # decoded as the decider's consumer decodes a record
+                record = SimpleNamespace(topic=SHOPIFY_PAYOUTS.name, value=raw,
+                                         headers=[("message_type", message_type.encode())])
+                deliveries.append(Delivery(message=decode_record(record, accepts), topic=SHOPIFY_PAYOUTS.name,
+                                           partition=0, offset=offset, key=payout_key(payout_id)))
+                offset += 1
+            await decider.handle(deliveries)
+            timings.append(time.perf_counter() - t0)
+        await pool.close()
+        loads = replace(payouts.load_stats)  # the batches' loads (the check's own load below not counted)
+        found = await asyncio.to_thread(payouts.find_payout, payout_id)
+    finally:
+        if payouts is not None:
+            payouts.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    journal = found.command.journal if found is not None and found.command is not None else None
+    lines = journal.lines if journal is not None else ()
+    bank = [x for x in lines if x.category == "bank"]
+    matched = sum(1 for m in found.matches.values() if m.status == "matched") if found else 0
+    unmatched = found.unmatched if found else 0
+    pages_seconds, last = sum(timings[:-1]), timings[-1]
+    table = Table(title=f"The payout decider alone: {args.transactions} balance transactions", header_style="bold",
+                  caption="in-process over real PostgreSQL (throwaway database); no Kafka, relay, gateway or Prima")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("batches (pages a batch) / Payouts kept", f"{len(batches) - 1} ({args.pages_per_batch}) + 1 / "
+                                                             f"{args.kept}")
+    table.add_row("pages' batches: together / the slowest", f"{pages_seconds:.2f} s / {max(timings[:-1]):.3f} s")
+    table.add_row("[bold]decide: the end of the read -> JournalRequested stored[/bold]", f"{last:.2f} s")
+    table.add_row("every batch together", f"{sum(timings):.2f} s")
+    table.add_row("event-store events read back by the batches / queries", f"{loads.events} / {loads.queries}")
+    table.add_row("journal lines / debits / credits", f"{len(lines)} / {journal.total_debit if journal else '-'} / "
+                                                      f"{journal.total_credit if journal else '-'}")
+    table.add_row("bank line = net", "yes" if len(bank) == 1 and bank[0].debit == net else f"NO ({bank}, {net})")
+    table.add_row("matched / unmatched", f"{matched} / {unmatched}")
+    console.print(table)
+    print_machine()
+    console.print(f"[bold]decide {last:.2f} s (pages {pages_seconds:.2f} s) for {args.transactions} transactions, "
+                  f"kept {args.kept}[/bold]")
+    ok = journal is not None and journal.total_debit == journal.total_credit and len(bank) == 1 \
+        and bank[0].debit == net and matched == n_charges and unmatched == 0
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.payouts", description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=10_000,
@@ -310,12 +484,22 @@ def main(argv: list[str] | None = None) -> int:
                              "(stock decider, projector) is not measured with it (default 60)")
     parser.add_argument("--poll-interval", type=float, default=0.1, help="read-model poll interval in seconds")
     parser.add_argument("--seed", type=int, default=11, help="random seed for the order bodies")
+    parser.add_argument("--decide-only", action="store_true",
+                        help="measure the payout decider alone, in this process, over a throwaway database on the "
+                             "stack's PostgreSQL (the working tree's code; no Kafka, relay, gateway or Prima)")
+    parser.add_argument("--pages-per-batch", type=int, default=1,
+                        help="--decide-only: pages of transactions in each batch the decider handles (default 1)")
+    parser.add_argument("--kept", type=int, default=KEPT_PAYOUTS,
+                        help=f"--decide-only: Payouts kept in memory between batches (default {KEPT_PAYOUTS}; 0: "
+                             "each batch loads its Payout from the event store)")
     args = parser.parse_args(argv)
     if args.transactions < 2:
         parser.error("--transactions must be at least 2 (a charge and the transfer)")
     if args.orders is not None and args.orders < 0:
         parser.error("--orders must be 0 or more")
-    return asyncio.run(run(args))
+    if args.pages_per_batch < 1 or args.kept < 0:
+        parser.error("--pages-per-batch must be at least 1 and --kept 0 or more")
+    return asyncio.run(run_decide(args) if args.decide_only else run(args))
 
 
 if __name__ == "__main__":

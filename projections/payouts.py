@@ -17,12 +17,18 @@ Exceptions (readmodel.payout_exceptions), one open per cause:
 - per transaction: why it is unmatched (domain/payouts/matching.py: no_order, order_not_seen,
   no_sales_order, amount_differs, awaiting_credit_memo), resolved when a re-match matches it.
 Each names its action (the CLI command that fixes or re-runs it).
+
+Beside it, the payment-gateways read model (PaymentGatewaysProjection, readmodel.order_payment_gateways):
+per Shopify order, the gateways that paid it, from the order webhooks' facts (shopify.orders.v1),
+for the month-end report's clearing of other gateways (domain/payouts/clearing.py). The order
+events do not carry them (the order decider keeps what the sales order needs), so the payout
+read side reads the facts themselves.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +37,8 @@ from uuid import UUID, uuid5
 import asyncpg
 
 from contracts.payouts.events import PayoutEvent
-from contracts.topics import PAYOUT_EVENTS
+from contracts.shopify.orders import ShopifyOrderReceived
+from contracts.topics import PAYOUT_EVENTS, SHOPIFY_ORDERS
 from domain.payouts.categories import categories_of
 from domain.payouts.checks import HoldReason
 from domain.payouts.domainmodel import PayoutState
@@ -327,3 +334,56 @@ async def payouts_with_unmatched(db: asyncpg.Pool | asyncpg.Connection, limit: i
         "SELECT payout_id FROM readmodel.payouts WHERE unmatched > 0 ORDER BY issued_at NULLS LAST, payout_id "
         "LIMIT $1", limit)
     return [r["payout_id"] for r in rows]
+
+
+# ------------------------------------------------------------------------------ payment gateways
+
+PAYMENT_KINDS = ("sale", "capture")
+
+
+def gateway_amounts(order: Any) -> list[list[str]]:
+    """The order's successful sales and captures summed per gateway ([[gateway, amount]]), where
+    its source carried transactions with their gateway (the reconciler's orders; webhooks carry none)."""
+    found: dict[str, Decimal] = {}
+    for t in order.transactions:
+        if t.kind in PAYMENT_KINDS and t.status == "success" and t.gateway and t.amount is not None:
+            found[t.gateway] = found.get(t.gateway, Decimal("0.00")) + t.amount.amount
+    return [[gateway, str(amount)] for gateway, amount in found.items()]
+
+
+class PaymentGatewaysProjection(Projection):
+    """Per Shopify order, the gateways that paid it, as its latest version that named them said
+    (a version without them, e.g. from a source that does not carry them, keeps what an earlier
+    one said; an older one arriving late changes nothing). Likewise the amounts per gateway.
+    Facts carry no aggregate version: a redelivered fact writes the same row again."""
+
+    read_model = ReadModel(name="payment_gateways")
+    topic = SHOPIFY_ORDERS
+    accepts = (ShopifyOrderReceived,)
+    tables = ("readmodel.order_payment_gateways",)
+
+    async def apply(self, conn: asyncpg.Connection, messages: Sequence[Any]) -> None:
+        rows = [(m.order.id, list(m.order.payment_gateway_names), json.dumps(gateway_amounts(m.order)),
+                 m.order.updated_at, m.received_at) for m in messages]
+        await conn.executemany(
+            """INSERT INTO readmodel.order_payment_gateways AS g (shopify_order_id, gateway_names, gateway_amounts,
+                   order_updated_at, recorded_at) VALUES ($1, $2::text[], $3::jsonb, $4, $5)
+               ON CONFLICT (shopify_order_id) DO UPDATE SET
+                   gateway_names = CASE WHEN cardinality(EXCLUDED.gateway_names) > 0 AND (
+                       cardinality(g.gateway_names) = 0 OR g.order_updated_at <= EXCLUDED.order_updated_at)
+                       THEN EXCLUDED.gateway_names ELSE g.gateway_names END,
+                   gateway_amounts = CASE WHEN jsonb_array_length(EXCLUDED.gateway_amounts) > 0 AND (
+                       jsonb_array_length(g.gateway_amounts) = 0 OR g.order_updated_at <= EXCLUDED.order_updated_at)
+                       THEN EXCLUDED.gateway_amounts ELSE g.gateway_amounts END,
+                   order_updated_at = greatest(g.order_updated_at, EXCLUDED.order_updated_at),
+                   recorded_at = EXCLUDED.recorded_at""", rows)
+
+
+async def gateways_for(db: asyncpg.Pool | asyncpg.Connection, order_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """The gateways that paid these orders, where recorded (an order not recorded is absent)."""
+    wanted = sorted(set(order_ids))
+    if not wanted:
+        return {}
+    rows = await db.fetch("SELECT shopify_order_id, gateway_names FROM readmodel.order_payment_gateways "
+                          "WHERE shopify_order_id = ANY($1::bigint[]) AND cardinality(gateway_names) > 0", wanted)
+    return {r["shopify_order_id"]: tuple(r["gateway_names"]) for r in rows}

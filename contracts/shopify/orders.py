@@ -121,6 +121,9 @@ class ShopifyOrder(_Frozen):
     line_items: Lines(LineItem)
     shipping_lines: Lines(ShippingLine) = ()
     transactions: Lines(Transaction) = ()
+    # the gateways that paid it, as Shopify names them ("shopify_payments", "paypal", "gift_card",
+    # "manual", a manual method's own name); () when the source does not say (payouts: clearing)
+    payment_gateway_names: Lines(Code) = ()
     # the order as it stands after edits and refunds (REST current_*); None: not stated
     current_subtotal_price: Money | None = None
     current_total_tax: Money | None = None
@@ -195,6 +198,13 @@ class ShopifyOrder(_Frozen):
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise ValueError(f"{field!r} must be a list of objects")
             return value
+
+        def gateway_names(value: Any) -> tuple[str, ...]:
+            if value is None:
+                return ()
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("'payment_gateway_names' must be a list of strings")
+            return tuple(v for v in value if v.strip())
 
         def current(field: str) -> Money | None:
             return money(body, field) if body.get(field) is not None or body.get(f"{field}_set") else None
@@ -275,6 +285,7 @@ class ShopifyOrder(_Frozen):
                 )
                 for t in body_list(body, "transactions")
             ),
+            payment_gateway_names=gateway_names(body.get("payment_gateway_names")),
             current_subtotal_price=current("current_subtotal_price"),
             current_total_tax=current("current_total_tax"),
             current_total_price=current("current_total_price"),

@@ -7,15 +7,26 @@ every Payout the batch touched decide, with the documents of the orders behind i
 every changed Payout in one transaction together with the notification log (the outbox the relay
 reads). A redelivered batch changes nothing: each Payout ignores pages, reads and outcomes it has
 recorded, and records matches and decisions only when they change.
+
+The Payouts a batch leaves are kept in memory for the next batch (a few, the most recently used:
+`kept`), so a payout read in many pages is not loaded again from the event store for every page
+(each load replays every page recorded before it: quadratic in the pages). A kept Payout is
+brought up to date with the events stored after its version (one query, normally empty: the
+payout decider is their only writer, but after a rebalance another instance may have written),
+and is dropped when a batch that touched it fails (its save refused as a version conflict, or
+anything else): the retry loads it from the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
+from uuid import UUID
 
+from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import JSONTranscoder
 
 from domain.payouts.domainmodel import Payout, PayoutPolicy, PayoutState
@@ -34,6 +45,7 @@ from domain.shared.application import BatchApplication, UnitOfWork
 from domain.shared.transcoding import register_values
 
 DocumentsFor = Callable[[set[int]], Mapping[int, OrderDocument]]
+KEPT_PAYOUTS = 8  # Payouts kept in memory between batches (a shop pays out about once a day)
 
 
 @dataclass
@@ -50,15 +62,33 @@ class HandleResult:
 class PayoutApplication(BatchApplication):
     name = "payouts"
 
+    def __init__(self, *args: Any, kept: int = KEPT_PAYOUTS, **kwargs: Any) -> None:
+        """`kept`: how many Payouts stay in memory between batches (0: every batch loads its
+        Payouts from the event store)."""
+        super().__init__(*args, **kwargs)
+        self.kept_limit = kept
+        self.kept: OrderedDict[UUID, Payout] = OrderedDict()
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_values(transcoder, *VALUE_TYPES)
 
     def handle(self, facts: Sequence[PayoutFact], documents_for: DocumentsFor, policy: PayoutPolicy,
                now: datetime) -> HandleResult:
+        ids = list(dict.fromkeys(Payout.create_id(f.payout_id) for f in facts))
+        try:
+            return self._handle(ids, facts, documents_for, policy, now)
+        except BaseException:
+            for aggregate_id in ids:  # maybe changed in memory and not saved: loaded again next time
+                self.kept.pop(aggregate_id, None)
+            raise
+
+    def _handle(self, ids: list[UUID], facts: Sequence[PayoutFact], documents_for: DocumentsFor,
+                policy: PayoutPolicy, now: datetime) -> HandleResult:
         result = HandleResult()
         uow = self.unit_of_work()
-        uow.preload(Payout.create_id(f.payout_id) for f in facts)
+        self._load_kept(uow, ids)
+        uow.preload(ids)
         touched: dict[int, Payout] = {}
         before: dict[int, tuple[PayoutState, tuple | None]] = {}
         for fact in facts:
@@ -83,7 +113,30 @@ class PayoutApplication(BatchApplication):
             if payout.hold is not None and payout.hold != hold:
                 result.held.append((payout_id, payout.hold[0]))
         result.saved = uow.commit()
+        self._keep(cast(Payout, p) for p in uow.loaded.values() if p is not None)
         return result
+
+    def _load_kept(self, uow: UnitOfWork, ids: Iterable[UUID]) -> None:
+        """Put the kept Payouts among `ids` into the unit of work, each brought up to date with
+        the events stored after its version."""
+        kept = {i: self.kept[i] for i in ids if i in self.kept}
+        if not kept:
+            return
+        newer = self._events_after({i: p.version for i, p in kept.items()}, dict.fromkeys(kept))
+        for aggregate_id, payout in kept.items():
+            stored = newer.get(aggregate_id, [])
+            self.load_stats.events += len(stored)
+            uow.add(cast(Payout, project_aggregate(payout, [self.mapper.to_domain_event(e) for e in stored])))
+
+    def _keep(self, payouts: Iterable[Payout]) -> None:
+        """Keep the batch's Payouts (saved: no pending events) as the most recently used."""
+        if self.kept_limit <= 0:
+            return
+        for payout in payouts:
+            self.kept[payout.id] = payout
+            self.kept.move_to_end(payout.id)
+        while len(self.kept) > self.kept_limit:
+            self.kept.popitem(last=False)
 
     def _apply(self, uow: UnitOfWork, fact: PayoutFact, result: HandleResult) -> Payout | None:
         aggregate_id = Payout.create_id(fact.payout_id)

@@ -31,6 +31,7 @@ from domain.payouts.checks import (
     payout_problem,
     transactions_digest,
 )
+from domain.payouts.clearing import ClearingAccounts
 from domain.payouts.journal import (
     build_journal,
     charges_in_clearing,
@@ -80,6 +81,9 @@ class PayoutPolicy:
     # how long a payout waits for the orders of charges whose amounts are not known yet before its
     # journal carries them on the clearing account (settings.payout_documents_grace_seconds)
     documents_grace: timedelta = timedelta(hours=1)
+    # which gateways pay out through Shopify payouts (settings.payout_clearing_accounts): a charge
+    # for an order also paid through another one is matched though below the order's total
+    clearing: ClearingAccounts = field(default_factory=ClearingAccounts)
 
 
 class Payout(Aggregate):
@@ -252,8 +256,15 @@ class Payout(Aggregate):
     def unmatched(self) -> int:
         return sum(1 for m in self.matches.values() if m.status == UNMATCHED)
 
+    @property
+    def read_ended(self) -> bool:
+        """A read of it has ended and no new one is in progress: what it decides on."""
+        return self.header is not None and self.listed is not None and not self.reading
+
     def documents_needed(self) -> set[int]:
-        return order_ids(self.current_transactions())
+        """The orders behind its transactions; none while a read is in progress (it decides
+        nothing then, so a payout read in many pages asks for its documents once)."""
+        return order_ids(self.current_transactions()) if self.read_ended else set()
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -335,8 +346,9 @@ class Payout(Aggregate):
     # -- decisions ------------------------------------------------------------------------------
 
     def decide(self, policy: PayoutPolicy, documents: Mapping[int, OrderDocument], now: datetime) -> None:
-        if self.header is None or self.listed is None or self.reading:
+        if not self.read_ended:
             return  # no read has ended yet, or a new one is in progress
+        assert self.header is not None and self.listed is not None
         header = self.header
         read, count, digest = self.listed
         transactions = self.current_transactions() if read == self.read_id else []
@@ -344,7 +356,7 @@ class Payout(Aggregate):
                                        count, digest)
         if problem is None:
             problem = payout_problem(header, transactions)
-            self._record_matches(match_payout(transactions, documents))
+            self._record_matches(match_payout(transactions, documents, policy.clearing))
         if self.command is not None:  # a journal stands: never replaced
             if header.status in (FAILED, CANCELED) and self.journal_number is not None and self.reversal is None:
                 self._reverse(now)

@@ -5,6 +5,9 @@ the reason it is not.
   paid: the order's payment transaction it settles (Shopify's sourceOrderTransactionId), else the
   order's total, compared where the order was paid in the payout's currency (a charge converted
   from another currency settles at the day's rate: there is no document amount to compare with).
+  An order also paid through a gateway that is not a payout's (a gift card, PayPal: its
+  payment_gateway_names, domain/payouts/clearing.py) is paid by Shopify Payments only in part: a
+  charge below its total matches (the rest is on that gateway's clearing account).
 - A refund (or a refund that failed and came back) is matched to the order's Prima credit memo
   for that Shopify refund: by the refund's order transaction, else by its amount among the
   order's memos not matched yet.
@@ -28,6 +31,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from domain.payouts.categories import MATCHED_TYPES
+from domain.payouts.clearing import ClearingAccounts
 from domain.payouts.values import (
     BalanceTransaction,
     CreditMemoDocument,
@@ -36,6 +40,7 @@ from domain.payouts.values import (
 )
 
 MATCHED, UNMATCHED, NOT_APPLICABLE = "matched", "unmatched", "not_applicable"
+DEFAULT_CLEARING = ClearingAccounts()
 
 
 class UnmatchedReason(StrEnum):
@@ -60,22 +65,29 @@ def _same_currency(document: OrderDocument, t: BalanceTransaction) -> bool:
         t.amount.currency
 
 
-def _paid_amount(t: BalanceTransaction, document: OrderDocument) -> tuple[Decimal, str]:
-    """What the order's document says was paid for this charge, and what that figure is."""
+def _paid_amount(t: BalanceTransaction, document: OrderDocument) -> tuple[Decimal, str | None]:
+    """What the order's document says was paid for this charge, and the payment transaction that
+    figure is (None: the order's total)."""
     payments = dict(document.payments)
     if t.source_order_transaction_id is not None and t.source_order_transaction_id in payments:
         return payments[t.source_order_transaction_id], f"payment transaction {t.source_order_transaction_id}"
-    return document.total, "the order's total"
+    return document.total, None
 
 
-def _match_sales_order(t: BalanceTransaction, document: OrderDocument) -> Match:
+def _paid_in_part(t: BalanceTransaction, document: OrderDocument, clearing: ClearingAccounts) -> bool:
+    """A charge below the order's total, for an order that names another gateway than the payouts'."""
+    return 0 < t.amount.amount < document.total and any(not clearing.pays_out(g) for g in document.gateways)
+
+
+def _match_sales_order(t: BalanceTransaction, document: OrderDocument, clearing: ClearingAccounts) -> Match:
     if document.sales_order_number is None:
         return _unmatched(t, UnmatchedReason.NO_SALES_ORDER,
                           f"order {document.order_name} has no Prima sales order (see `shopify-prima orders show "
                           f"{document.shopify_order_id}`)")
     if t.type == "CHARGE" and _same_currency(document, t):
-        expected, what = _paid_amount(t, document)
-        if t.amount.amount != expected:
+        expected, payment = _paid_amount(t, document)
+        what = payment or "the order's total"
+        if t.amount.amount != expected and not (payment is None and _paid_in_part(t, document, clearing)):
             return _unmatched(t, UnmatchedReason.AMOUNT_DIFFERS,
                               f"charge of {t.amount.amount} {t.amount.currency}, {what} of {document.order_name} is "
                               f"{expected} {document.currency} (sales order {document.sales_order_number})",
@@ -114,7 +126,7 @@ def _match_credit_memo(t: BalanceTransaction, document: OrderDocument, used: set
 
 
 def match_transaction(t: BalanceTransaction, documents: Mapping[int, OrderDocument],
-                      used_memos: set[str] | None = None) -> Match:
+                      used_memos: set[str] | None = None, clearing: ClearingAccounts = DEFAULT_CLEARING) -> Match:
     kind = MATCHED_TYPES.get(t.type)
     if kind is None:
         return Match(transaction_id=t.transaction_id, status=NOT_APPLICABLE, order_id=t.order_id)
@@ -126,14 +138,15 @@ def match_transaction(t: BalanceTransaction, documents: Mapping[int, OrderDocume
                           f"order {t.order_name or t.order_id} was never received by the integration")
     if kind == "credit_memo":
         return _match_credit_memo(t, document, used_memos if used_memos is not None else set())
-    return _match_sales_order(t, document)
+    return _match_sales_order(t, document, clearing)
 
 
-def match_payout(transactions: Sequence[BalanceTransaction], documents: Mapping[int, OrderDocument]) -> list[Match]:
+def match_payout(transactions: Sequence[BalanceTransaction], documents: Mapping[int, OrderDocument],
+                 clearing: ClearingAccounts = DEFAULT_CLEARING) -> list[Match]:
     """Every transaction's match; a credit memo matches one refund at most."""
     used: set[str] = set()
     ordered = sorted(transactions, key=lambda t: (t.processed_at, t.transaction_id))
-    found = {t.transaction_id: match_transaction(t, documents, used) for t in ordered}
+    found = {t.transaction_id: match_transaction(t, documents, used, clearing) for t in ordered}
     return [found[t.transaction_id] for t in transactions]
 
 

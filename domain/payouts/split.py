@@ -86,6 +86,8 @@ def charge_parts(amount: Decimal, document: OrderDocument | None) -> tuple[Amoun
     parts are not known (or add up to nothing)."""
     if document is None or not splittable(document):
         return None
+    if amount == sum((part.amount for part in document.parts), ZERO):
+        return document.parts  # the whole order, as allocate would split it (each share exact): the common case
     shares = allocate(amount, [part.amount for part in document.parts])
     # built directly rather than with dataclasses.replace: a payout splits thousands of charges
     return tuple(AmountPart(category=part.category, amount=share, tax_title=part.tax_title, tax_rate=part.tax_rate)

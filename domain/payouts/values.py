@@ -101,6 +101,7 @@ class OrderDocument:
     payments: tuple[tuple[int, Decimal], ...] = ()  # (order transaction id, amount) of its captures and sales
     sales_order_number: str | None = None
     credit_memos: tuple[CreditMemoDocument, ...] = ()
+    gateways: tuple[str, ...] = ()  # Shopify's payment_gateway_names of the order (() : not recorded)
 
 
 # ------------------------------------------------------------------------------ matching

@@ -2,7 +2,8 @@
 (projections/payouts.py) and the operator commands of the payout flow.
 
 Reads: payouts (by state, by month), one payout with its journal, transactions and exceptions,
-the open payout exceptions, the month-end report (JSON or CSV), sales orders paid but not paid
+the open payout exceptions, the month-end report (JSON or CSV; with the month's sales orders tied
+out to Shopify Payments' payouts and the other gateways' clearing accounts), sales orders paid but not paid
 out after N days (readmodel.sales_documents against the payouts' matched charges).
 Writes (202, an operator command): read Shopify's payouts now (RequestPayoutIngest, the payout
 ingest), match a payout's transactions again (RematchPayout) and decide a held or failed payout
@@ -29,6 +30,15 @@ from pydantic import AwareDatetime
 
 from contracts.platform import ReleasePayout, RematchPayout, RequestPayoutIngest
 from contracts.shopify.payouts import payout_key
+from domain.payouts.clearing import (
+    EXPLANATIONS,
+    PAYOUT_FLOW,
+    Charge,
+    ClearingAccounts,
+    OrderPayments,
+    ShareKind,
+    allocate,
+)
 from projections.payouts import PAYOUTS
 
 MAX_ID = 2**63 - 1
@@ -76,10 +86,72 @@ async def payout_exceptions(pool: asyncpg.Pool, status: str, limit: int, payout_
         status, payout_id, limit)
 
 
-async def month_report(pool: asyncpg.Pool, month: str) -> dict[str, Any]:
+def _shares(shares: dict[tuple[ShareKind, str | None, str | None], list], kinds: tuple[ShareKind, ...]
+            ) -> list[dict[str, Any]]:
+    """The shares of these kinds summed per (kind, account, gateway), in ShareKind's order."""
+    order = list(ShareKind)
+    return [{"kind": str(kind), "gateway": gateway, "account": account, "amount": _plain(amount), "orders": orders,
+             "explanation": EXPLANATIONS[kind]}
+            for (kind, account, gateway), (amount, orders) in sorted(
+                shares.items(), key=lambda item: (order.index(item[0][0]), item[0][1] or "", item[0][2] or ""))
+            if kind in kinds]
+
+
+async def sales_tie_out(pool: asyncpg.Pool, start: datetime, end: datetime, accounts: ClearingAccounts
+                        ) -> list[dict[str, Any]]:
+    """The month's sales orders (created in Prima in the month) tied out per currency: their total
+    = Shopify Payments paid out in payouts journalled by the month's end + other gateways carried
+    to their clearing accounts + the differences, each named with its explanation (timing: paid
+    out later, awaiting a payout; gateways not recorded or without a clearing account...). Each
+    order's total is split by domain/payouts/clearing.py `allocate`."""
+    rows = await pool.fetch(
+        """SELECT d.shopify_order_id, d.currency, d.total, coalesce(g.gateway_names, '{}') AS gateway_names,
+                  coalesce(g.gateway_amounts, '[]')::text AS gateway_amounts,
+                  coalesce((SELECT json_agg(json_build_object('amount', t.amount, 'within', p.issued_at < $2))
+                            FROM readmodel.payout_transactions t JOIN readmodel.payouts p ON p.payout_id = t.payout_id
+                            WHERE t.order_id = d.shopify_order_id AND t.type = 'CHARGE' AND t.currency = d.currency
+                              AND p.journal_number IS NOT NULL AND p.reversal_number IS NULL), '[]')::text AS charges
+           FROM readmodel.sales_documents d
+           LEFT JOIN readmodel.order_payment_gateways g ON g.shopify_order_id = d.shopify_order_id
+           WHERE d.sales_order_created_at >= $1 AND d.sales_order_created_at < $2 AND d.total IS NOT NULL
+           ORDER BY d.shopify_order_id""", start, end)
+    by_currency: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        order = OrderPayments(
+            order_id=r["shopify_order_id"], total=r["total"], gateways=tuple(r["gateway_names"]),
+            gateway_amounts=tuple((g, Decimal(a)) for g, a in json.loads(r["gateway_amounts"])),
+            charges=tuple(Charge(amount=Decimal(str(c["amount"])), within_month=c["within"])
+                          for c in json.loads(r["charges"])))
+        entry = by_currency.setdefault(r["currency"], {"total": ZERO, "orders": 0, "shares": {}})
+        entry["total"] += order.total
+        entry["orders"] += 1
+        for share in allocate(order, accounts):
+            found = entry["shares"].setdefault((share.kind, share.account, share.gateway), [ZERO, 0])
+            found[0] += share.amount
+            found[1] += 1
+    tie_out = []
+    for currency, entry in sorted(by_currency.items()):
+        paid_out = _shares(entry["shares"], (ShareKind.PAID_OUT,))
+        clearing = _shares(entry["shares"], (ShareKind.CLEARING,))
+        differences = _shares(entry["shares"], tuple(k for k in ShareKind
+                                                     if k not in (ShareKind.PAID_OUT, ShareKind.CLEARING)))
+        explained = sum((Decimal(x["amount"]) for x in (*paid_out, *clearing, *differences)), ZERO)
+        tie_out.append({
+            "currency": currency, "sales_orders": entry["orders"], "sales_orders_total": _plain(entry["total"]),
+            "shopify_payments_paid_out": _plain(sum((Decimal(x["amount"]) for x in paid_out), ZERO)),
+            "clearing": clearing,
+            "clearing_total": _plain(sum((Decimal(x["amount"]) for x in clearing), ZERO)),
+            "differences": differences, "explained": _plain(explained),
+            "difference": _plain(entry["total"] - explained)})
+    return tie_out
+
+
+async def month_report(pool: asyncpg.Pool, month: str, accounts: ClearingAccounts | None = None) -> dict[str, Any]:
     """Every payout issued in the month, the journalled amounts by category, and how they tie:
     the categories' net (credits - debits) equals the deposits of the journalled payouts; the
-    payouts not journalled, the unmatched transactions and the refunds' credit memos are listed."""
+    payouts not journalled, the unmatched transactions and the refunds' credit memos are listed;
+    and the month's sales orders tie out to Shopify Payments' payouts, the other gateways'
+    clearing accounts and the differences named (`sales_tie_out`)."""
     start, end = month_range(month)
     payouts = await pool.fetch(
         "SELECT payout_id, state, shopify_status, issued_at, currency, net, journal_number, reversal_number, matched, "
@@ -138,6 +210,7 @@ async def month_report(pool: asyncpg.Pool, month: str) -> dict[str, Any]:
         "credit_memos": {k: _plain(v) for k, v in dict(refunds).items()},
         "sales_orders": {k: _plain(v) for k, v in dict(sales_orders).items()},
         "unmatched": [{k: _plain(v) for k, v in dict(r).items()} for r in unmatched],
+        "sales_tie_out": await sales_tie_out(pool, start, end, accounts or ClearingAccounts()),
     }
 
 
@@ -167,14 +240,29 @@ def report_csv(report: dict[str, Any]) -> str:
     so = report["sales_orders"]
     writer.writerow(["sales_orders", "", "created", "", "", "", so["total"], "",
                      f"{so['paid_out']} of {so['created']} paid out in a payout"])
+    for tie in report["sales_tie_out"]:
+        currency = tie["currency"]
+        writer.writerow(["sales_tie_out", "", "sales_orders", currency, "", "", tie["sales_orders_total"], "",
+                         f"{tie['sales_orders']} sales orders created in Prima in the month"])
+        writer.writerow(["sales_tie_out", "", "shopify_payments_paid_out", currency, "", "",
+                         tie["shopify_payments_paid_out"], "", "paid out in Shopify payouts journalled"])
+        for x in tie["clearing"]:
+            writer.writerow(["sales_tie_out", "", f"clearing {x['account']}", currency, "", "", x["amount"],
+                             x["gateway"], f"{x['orders']} orders: {x['explanation']}"])
+        for x in tie["differences"]:
+            writer.writerow(["sales_tie_out", "", x["kind"], currency, "", "", x["amount"], x["gateway"] or "",
+                             f"{x['orders']} orders: {x['explanation']}"])
+        writer.writerow(["sales_tie_out", "", "difference", currency, "", "", tie["difference"], "",
+                         f"sales orders {tie['sales_orders_total']} - explained {tie['explained']}"])
     return out.getvalue()
 
 
 def register(routes: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]],
-             stamp: Callable[[str], dict[str, Any]], auth: list[Any], unpaid_after_days: int = 7) -> None:
+             stamp: Callable[[str], dict[str, Any]], auth: list[Any], unpaid_after_days: int = 7,
+             clearing_accounts: ClearingAccounts | None = None) -> None:
     """Add the payout routes to the ops API `routes` (on the app itself, so that its route list
     shows them). `send(command, key, detail)` publishes an operator command; `stamp(by)` gives
-    its id, requested_by and requested_at."""
+    its id, requested_by and requested_at. `clearing_accounts`: settings.payout_clearing_accounts."""
 
     @routes.get("/payouts", dependencies=auth)
     async def list_payouts(request: Request, state: str | None = Query(None, max_length=40),
@@ -193,7 +281,7 @@ def register(routes: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]],
     @routes.get("/payouts/report", dependencies=auth)
     async def report(request: Request, month: str = Query(pattern=MONTH),
                      format: str = Query("json", pattern="^(json|csv)$")):
-        found = await month_report(request.app.state.pool, month)
+        found = await month_report(request.app.state.pool, month, clearing_accounts)
         if format == "csv":
             return PlainTextResponse(report_csv(found), media_type="text/csv",
                                      headers={"Content-Disposition": f'attachment; filename="payouts-{month}.csv"'})
@@ -209,15 +297,23 @@ def register(routes: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]],
     async def unpaid_orders(request: Request, days: int = Query(unpaid_after_days, ge=1, le=3650),
                             limit: int = Query(100, ge=1, le=1000)):
         """Sales orders created in Prima more than `days` ago whose payment no payout has paid out
-        (no matched charge): each is an order paid but never paid out."""
+        (no charge): each is an order paid but never paid out. An order whose recorded gateways
+        are all others than the payouts' (PayPal, a gift card, a manual payment) is never paid
+        out by Shopify: not listed (its money is on a clearing account; the month's report)."""
         before = datetime.now(UTC) - timedelta(days=days)
+        paying_out = [g for g, account in (clearing_accounts or ClearingAccounts()).root.items()
+                      if account == PAYOUT_FLOW]
         rows = await request.app.state.pool.fetch(
             """SELECT d.shopify_order_id, d.order_name, d.sales_order_number, d.sales_order_created_at, d.total,
                       d.currency FROM readmodel.sales_documents d
                WHERE d.sales_order_number IS NOT NULL AND d.sales_order_created_at < $1
                  AND NOT EXISTS (SELECT 1 FROM readmodel.payout_transactions t WHERE t.order_id = d.shopify_order_id
                                  AND t.type = 'CHARGE')
-               ORDER BY d.sales_order_created_at LIMIT $2""", before, limit)
+                 AND NOT EXISTS (SELECT 1 FROM readmodel.order_payment_gateways g
+                                 WHERE g.shopify_order_id = d.shopify_order_id AND cardinality(g.gateway_names) > 0
+                                   AND NOT EXISTS (SELECT 1 FROM unnest(g.gateway_names) AS n(name)
+                                                   WHERE lower(trim(n.name)) = ANY($3::text[])))
+               ORDER BY d.sales_order_created_at LIMIT $2""", before, limit, paying_out)
         return {"days": days, "orders": [_row(r) for r in rows]}
 
     @routes.post("/payouts/ingest", status_code=202, dependencies=auth)

@@ -91,7 +91,9 @@ def payouts_show(payout_id: int, transactions: int = typer.Option(200, min=0, ma
 def payouts_report(month: str = typer.Option(..., "--month", help="the month: 2026-11"),
                    csv: Path | None = typer.Option(None, "--csv", help="write the report as CSV to this file")) -> None:
     """The month-end report: journalled amounts by category tied to the deposits, payouts not
-    journalled, unmatched transactions, refunds against credit memos, sales orders paid out."""
+    journalled, unmatched transactions, refunds against credit memos, sales orders paid out, and
+    the month's sales orders tied out to Shopify Payments' payouts, the other gateways' clearing
+    accounts and the differences named."""
     cli = _cli()
     if csv is not None:
         csv.write_text(_text("/payouts/report", month=month, format="csv"))
@@ -116,6 +118,21 @@ def payouts_report(month: str = typer.Option(..., "--month", help="the month: 20
                       f"({memos['refunded_matched']} of {memos['refunded']})")
     so = report["sales_orders"]
     cli.console.print(f"sales orders created: {so['created']} ({so['total']}), {so['paid_out']} paid out")
+    for tie in report["sales_tie_out"]:
+        sales = Table(title=f"sales orders of {month} ({tie['currency']}): {tie['sales_orders']} orders, "
+                            f"{tie['sales_orders_total']}")
+        for column in ("where the money is", "gateway", "account", "amount", "orders", "explanation"):
+            sales.add_column(column)
+        sales.add_row("Shopify Payments paid out", "", "", tie["shopify_payments_paid_out"], "",
+                      "in Shopify payouts journalled")
+        for x in (*tie["clearing"], *tie["differences"]):
+            sales.add_row("clearing" if x["kind"] == "clearing" else x["kind"], x["gateway"] or "", x["account"] or "",
+                          x["amount"], str(x["orders"]), x["explanation"])
+        cli.console.print(sales)
+        colour = "green" if tie["difference"] in ("0", "0.00") else "red"
+        cli.console.print(f"[{colour}]{tie['currency']}: sales orders {tie['sales_orders_total']} = paid out "
+                          f"{tie['shopify_payments_paid_out']} + clearing {tie['clearing_total']} + differences "
+                          f"(difference {tie['difference']})[/{colour}]")
     for u in report["unmatched"][:20]:
         cli.console.print(f"  unmatched {u['type']} {u['transaction_id']} of payout {u['payout_id']}: "
                           f"{u['reason']}: {u['detail']}")

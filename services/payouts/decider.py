@@ -5,6 +5,7 @@ observed), Prima's answers to the journals (prima.outcomes.v1) and the operator'
 and ReleasePayout (shopify-prima.operations.v1), in batches. Each batch is decided by the payout
 application (domain/payouts/application.py): the documents of the orders behind the batch's
 transactions are read once from the sales-documents read model (projections/sales_documents.py),
+with the gateways that paid each order (projections/payouts.py, the payment-gateways read model),
 each Payout decides (journal, hold, matches), and every changed Payout is saved in one
 transaction with the notification log (the outbox: PostJournal goes out through the relay). The
 offsets are committed after the save (services/platform/kafka.py): a redelivered batch changes
@@ -22,8 +23,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from contracts.platform import ReleasePayout, RematchPayout
 from contracts.prima.journals import (
@@ -64,7 +68,17 @@ UnmatchedLookup = Callable[[], Awaitable[list[int]]]
 
 def policy_of(settings: Settings) -> PayoutPolicy:
     return PayoutPolicy(accounts=settings.payout_accounts, journal_on=frozenset(settings.payout_journal_on),
-                        documents_grace=timedelta(seconds=settings.payout_documents_grace_seconds))
+                        documents_grace=timedelta(seconds=settings.payout_documents_grace_seconds),
+                        clearing=settings.payout_clearing_accounts)
+
+
+async def documents_for(db: asyncpg.Pool, order_ids: Iterable[int]) -> Mapping[int, OrderDocument]:
+    """The orders' documents (the sales-documents read model) with the gateways that paid them
+    (the payment-gateways read model): what the matching and the journal decide on."""
+    wanted = set(order_ids)
+    documents = await sales_documents.documents_for(db, wanted)
+    gateways = await payouts_read_model.gateways_for(db, documents)
+    return {i: replace(d, gateways=gateways[i]) if i in gateways else d for i, d in documents.items()}
 
 
 class PayoutDecider:
@@ -144,7 +158,7 @@ async def main(worker: Worker) -> None:
     broker = make_broker(settings, GROUP)
     payouts = PayoutApplication(env=settings.eventsourcing_env())
     async with worker.database(max_size=3) as pool:
-        decider = PayoutDecider(payouts, lambda ids: sales_documents.documents_for(pool, ids), policy_of(settings),
+        decider = PayoutDecider(payouts, lambda ids: documents_for(pool, ids), policy_of(settings),
                                 lambda: payouts_read_model.payouts_with_unmatched(pool))
         Consumer(broker, settings, group=GROUP, topics=[SHOPIFY_PAYOUTS, PRIMA_OUTCOMES], accepts=ACCEPTS,
                  handler=decider.handle)

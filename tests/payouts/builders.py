@@ -70,12 +70,12 @@ def parts(sales: str = "0.00", shipping: str = "0.00", discounts: str = "0.00",
 def document(order_id: int, order_parts: tuple[AmountPart, ...], *, sales_order: str | None = "SO-000001",
              currency: str = "USD", presentment: str | None = None,
              payments: tuple[tuple[int, str], ...] = (),
-             credit_memos: tuple[CreditMemoDocument, ...] = ()) -> OrderDocument:
+             credit_memos: tuple[CreditMemoDocument, ...] = (), gateways: tuple[str, ...] = ()) -> OrderDocument:
     return OrderDocument(
         shopify_order_id=order_id, order_name=f"#{order_id}", currency=currency,
         total=sum((p.amount for p in order_parts), D("0.00")), presentment_currency=presentment,
         parts=order_parts, payments=tuple((i, D(a)) for i, a in payments), sales_order_number=sales_order,
-        credit_memos=credit_memos)
+        credit_memos=credit_memos, gateways=gateways)
 
 
 def read(header: PayoutHeader, transactions: list[BalanceTransaction], *, page_size: int = 250,

@@ -111,6 +111,16 @@ def test_a_charge_of_the_whole_order_gets_exactly_the_orders_parts():
                                                        ("tax", D("8.80"))]
 
 
+def test_a_whole_order_charge_taken_as_its_parts_is_what_the_proportional_split_gives():
+    # charge_parts takes a whole-order charge's parts as they are (no arithmetic, ten thousand
+    # times a payout): the same as allocating the charge over them
+    for n in range(1, 200):
+        order = document(n, parts(f"{n * 1.37:.2f}", shipping="7.95", discounts=f"{n % 7:.2f}",
+                                  taxes=(("NY State Tax", "0.04", f"{n * 0.05:.2f}"), ("NYC", "0.04875", "0.33"))))
+        whole = sum((p.amount for p in order.parts), D("0.00"))
+        assert [p.amount for p in charge_parts(whole, order)] == allocate(whole, [p.amount for p in order.parts])
+
+
 def test_without_the_orders_parts_there_is_no_split():
     assert charge_parts(D("10.00"), None) is None
     assert charge_parts(D("10.00"), document(1, ())) is None
