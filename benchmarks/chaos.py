@@ -59,7 +59,7 @@ PRIMA_SCHEMA = "prima_sandbox"
 UNDELIVERED = 0.05  # the share of orders whose webhooks are never delivered
 PROCESSES = ("order_decider", "outbox_relay", "prima_gateway", "projector", "stock_decider", "shopify_gateway",
              "prima_ingest", "catalog_reader", "shopify_ingest", "ops_api", "reconciler", "payout_ingest",
-             "payout_decider")
+             "payout_decider", "fulfilment_decider")
 console = Console()
 
 

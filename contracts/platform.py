@@ -128,9 +128,18 @@ class ReleasePayout(_OperatorCommand):
     payout_id: Id
 
 
+class ReleaseFulfilment(_OperatorCommand):
+    """Decide an order's fulfilment again after its exception was looked at (the hold released in
+    Shopify, the despatch or the order put right): the fulfilment decider reads the order's
+    fulfillment orders afresh and decides again; the same despatch keeps its idempotency key."""
+
+    message_type: Literal["ReleaseFulfilment"] = "ReleaseFulfilment"
+    shopify_order_id: Id
+
+
 OperatorCommand = Annotated[
     ReleaseOrder | ResolveOrderChange | ReleaseStockLevel | RequestFullComparison | RebuildProjection | RetryParkedCommand
-    | RedriveDeadLetter | ReconcileOrders | RequestPayoutIngest | RematchPayout | ReleasePayout,
+    | RedriveDeadLetter | ReconcileOrders | RequestPayoutIngest | RematchPayout | ReleasePayout | ReleaseFulfilment,
     Field(discriminator="message_type"),
 ]
 

@@ -11,6 +11,7 @@ from typing import get_args
 
 from pydantic import BaseModel
 
+from contracts.fulfilment.events import FulfilmentEvent
 from contracts.inventory.events import StockEvent
 from contracts.orders.events import OrderEvent
 from contracts.payouts.events import PayoutEvent
@@ -19,6 +20,7 @@ from contracts.prima.despatches import PrimaDespatchRecorded
 from contracts.prima.inventory import PrimaInventoryFact
 from contracts.prima.journals import JournalOutcome, PostJournal
 from contracts.prima.sales_orders import PrimaCommand, PrimaOutcome
+from contracts.shopify.fulfilments import FulfilmentCommand, FulfilmentOutcome
 from contracts.shopify.inventory import (
     ShopifyCommand,
     ShopifyInventoryFact,
@@ -119,7 +121,7 @@ PRIMA_DESPATCHES = TopicSpec(
     "tracking number and URL), one fact per change of a note: despatched (version 1), then "
     "tracking_updated (the whole note again, version + 1) when a parcel gets its tracking later. A "
     "partial despatch and several notes per order are normal. Keyed by the Shopify order id so that one "
-    "order's despatches keep their order; the fulfilment decider (issue 10) is to consume it.",
+    "order's despatches keep their order; the fulfilment decider consumes it.",
     messages=(PrimaDespatchRecorded,),
     config=_KEEP_FOREVER,
 )
@@ -133,18 +135,19 @@ SHOPIFY_INVENTORY = TopicSpec(
 )
 SHOPIFY_COMMANDS = TopicSpec(
     name="shopify.commands.v1",
-    key="SKU",
+    key="SKU (a fulfilment command: the Shopify order id)",
     description="Commands to Shopify decided by the StockItem and CatalogItem aggregates "
-    "(SetInventoryLevel, SetProductStatus), relayed from the event store's notification log.",
-    messages=members_of(ShopifyCommand),
+    "(SetInventoryLevel, SetProductStatus) and by the OrderFulfilment aggregate (CreateFulfilment, "
+    "UpdateFulfilmentTracking), relayed from the event store's notification log.",
+    messages=(*members_of(ShopifyCommand), *members_of(FulfilmentCommand)),
     config=_KEEP_FOREVER,
 )
 SHOPIFY_OUTCOMES = TopicSpec(
     name="shopify.outcomes.v1",
-    key="SKU",
+    key="SKU (a fulfilment outcome: the Shopify order id)",
     description="What Shopify answered to a command: InventoryLevelConfirmed/Rejected/Failed, "
-    "ProductStatusSet/Rejected.",
-    messages=members_of(ShopifyOutcome),
+    "ProductStatusSet/Rejected; FulfilmentCreated/Refused, FulfilmentTrackingUpdated/Refused.",
+    messages=(*members_of(ShopifyOutcome), *members_of(FulfilmentOutcome)),
     config=_KEEP_FOREVER,
 )
 STOCK_EVENTS = TopicSpec(
@@ -162,7 +165,7 @@ OPERATIONS = TopicSpec(
     key="the subject: Shopify order id, SKU, run, projection or dead letter id",
     description="Operator commands from the ops API and the CLI (ReleaseOrder, ResolveOrderChange, ReleaseStockLevel, "
     "RequestFullComparison, RebuildProjection, RetryParkedCommand, RedriveDeadLetter, ReconcileOrders, "
-    "RequestPayoutIngest, RematchPayout, ReleasePayout), each handled "
+    "RequestPayoutIngest, RematchPayout, ReleasePayout, ReleaseFulfilment), each handled "
     "by the process that owns what it changes.",
     messages=members_of(OperatorCommand),
     config={"retention.ms": str(30 * 24 * 3600 * 1000)},
@@ -195,14 +198,24 @@ PAYOUT_EVENTS = TopicSpec(
     config=_KEEP_FOREVER,
 )
 
+FULFILMENT_EVENTS = TopicSpec(
+    name="shopify-prima.fulfilment-events.v1",
+    key="Shopify order id",
+    description="Domain events of the OrderFulfilment aggregate (the order's lines, Prima's despatch notes, "
+    "Shopify's fulfillment orders as read, fulfilments requested and made, tracking updates, exceptions "
+    "and releases), in notification-log order. The order read model's fulfilment is built from it.",
+    messages=members_of(FulfilmentEvent),
+    config=_KEEP_FOREVER,
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     SHOPIFY_ORDERS, PRIMA_COMMANDS, PRIMA_OUTCOMES, ORDER_EVENTS,
     PRIMA_INVENTORY, SHOPIFY_INVENTORY, SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, STOCK_EVENTS,
-    OPERATIONS, DEAD_LETTERS, SHOPIFY_PAYOUTS, PAYOUT_EVENTS, PRIMA_DESPATCHES,
+    OPERATIONS, DEAD_LETTERS, SHOPIFY_PAYOUTS, PAYOUT_EVENTS, PRIMA_DESPATCHES, FULFILMENT_EVENTS,
 )
 # Topics whose messages share one message_type and are told apart by event_type.
 _UNIONS: dict[str, object] = {ORDER_EVENTS.name: OrderEvent, STOCK_EVENTS.name: StockEvent,
-                              PAYOUT_EVENTS.name: PayoutEvent}
+                              PAYOUT_EVENTS.name: PayoutEvent, FULFILMENT_EVENTS.name: FulfilmentEvent}
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
 

@@ -7,13 +7,14 @@ from projections.base import Projection, ReadModel
 from projections.dead_letters import DeadLettersProjection
 from projections.inventory_health import InventoryHealthProjection
 from projections.item_master import ItemMasterProjection
+from projections.order_fulfilment import OrderFulfilmentProjection
 from projections.order_sync import OrderSyncProjection
-from projections.payouts import PayoutsProjection
+from projections.payouts import PaymentGatewaysProjection, PayoutsProjection
 from projections.sales_documents import SalesDocumentsProjection
 
 PROJECTIONS: dict[str, type[Projection]] = {
     p.read_model.name: p
     for p in (OrderSyncProjection, InventoryHealthProjection, ItemMasterProjection, DeadLettersProjection,
-              PayoutsProjection, SalesDocumentsProjection)
+              PayoutsProjection, SalesDocumentsProjection, OrderFulfilmentProjection, PaymentGatewaysProjection)
 }
 READ_MODELS: dict[str, ReadModel] = {name: p.read_model for name, p in PROJECTIONS.items()}

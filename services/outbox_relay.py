@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.fulfilment.outbox import FULFILMENT_RELAY
 from services.inventory.outbox import STOCK_RELAY
 from services.orders.outbox import ORDER_RELAY
 from services.payouts.outbox import PAYOUT_RELAY
@@ -12,7 +13,7 @@ from services.platform.kafka import make_broker
 from services.platform.outbox import Relay
 from services.platform.runner import Worker, run_worker
 
-RELAY_TABLES = (ORDER_RELAY, STOCK_RELAY, PAYOUT_RELAY)
+RELAY_TABLES = (ORDER_RELAY, STOCK_RELAY, PAYOUT_RELAY, FULFILMENT_RELAY)
 
 
 async def main(worker: Worker) -> None:

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from contracts.topics import ALL_TOPICS, TopicSpec
+from domain.fulfilment.application import FulfilmentApplication
 from domain.inventory.application import InventoryApplication
 from domain.orders.application import OrderApplication
 from domain.payouts.application import PayoutApplication
@@ -55,6 +56,7 @@ def create_schemas(settings: Settings) -> str | None:
     OrderApplication(env=settings.eventsourcing_env(create_tables=True)).close()
     InventoryApplication(env=settings.eventsourcing_env(create_tables=True)).close()
     PayoutApplication(env=settings.eventsourcing_env(create_tables=True)).close()
+    FulfilmentApplication(env=settings.eventsourcing_env(create_tables=True)).close()
     return migrations.current(settings.database_url)
 
 

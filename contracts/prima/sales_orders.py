@@ -23,6 +23,15 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class SalesOrderLineBundle(_Frozen):
+    """The bundle (a Prima kit) a component line was expanded from (domain/orders/bundles.py):
+    the warehouse picks the components; the despatch is fulfilled in Shopify as the bundle."""
+
+    item_id: Code  # the kit's Prima item
+    sku: Code  # the kit's SKU: the Shopify line's SKU
+    units_per_bundle: PositiveQuantity  # this component's units in one bundle
+
+
 class SalesOrderLine(_Frozen):
     line_number: Id
     item_id: Code | None  # None on an account line
@@ -36,6 +45,7 @@ class SalesOrderLine(_Frozen):
     kind: Literal["item", "account"] = "item"  # account: no item, booked to `account` (a gift card sold)
     account: Code | None = None
     external_line_id: Id | None = None  # the Shopify order line
+    bundle: SalesOrderLineBundle | None = None  # a component of a bundle line
 
 
 class SalesOrderShipping(_Frozen):

@@ -44,6 +44,7 @@ catalog_reader   services.shopify.catalog_reader SHOPIFY_PRIMA_CATALOG_READER_ME
 reconciler       services.shopify.reconciler     SHOPIFY_PRIMA_RECONCILER_METRICS_PORT      9111 /metrics
 payout_ingest    services.payouts.ingest         SHOPIFY_PRIMA_PAYOUT_INGEST_METRICS_PORT   9112 /metrics
 payout_decider   services.payouts.decider        SHOPIFY_PRIMA_PAYOUT_DECIDER_METRICS_PORT  9113 /metrics
+fulfilment_decider services.fulfilment.decider   SHOPIFY_PRIMA_FULFILMENT_DECIDER_METRICS_PORT 9114 /metrics
 shopify_ingest   services.shopify.ingest         SHOPIFY_PRIMA_INGEST_PORT                  8081 /health
 ops_api          services.ops.api                SHOPIFY_PRIMA_OPS_API_PORT                 8080 /health
 "

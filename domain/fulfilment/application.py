@@ -41,6 +41,14 @@ class HandleResult:
     released: list[int] = field(default_factory=list)
     refused_releases: list[int] = field(default_factory=list)  # no exception to release
     saved: int = 0
+    # what the batch decided, per event kind (FulfilmentRequested, ExceptionRaised, ...)
+    decided: dict[str, int] = field(default_factory=dict)
+    # (despatch time, fulfilment made) of each fulfilment Shopify made in this batch
+    fulfilled: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+
+DECISIONS = ("NothingFulfillable", "FulfilmentRequested", "ExceptionRaised", "TrackingUpdateRequested",
+             "FulfilmentCreated", "TrackingUpdated", "Released")
 
 
 class FulfilmentApplication(BatchApplication):
@@ -57,6 +65,14 @@ class FulfilmentApplication(BatchApplication):
         uow.preload(OrderFulfilment.create_id(fact.shopify_order_id) for fact in facts)
         for fact in facts:
             self._apply(uow, fact, now, policy, result)
+        for aggregate in uow.loaded.values():
+            for pending in getattr(aggregate, "pending_events", ()):
+                kind = type(pending).__name__
+                if kind in DECISIONS:
+                    result.decided[kind] = result.decided.get(kind, 0) + 1
+                if kind == "FulfilmentCreated":
+                    despatch = cast("OrderFulfilment", aggregate).despatches[pending.despatch_id]
+                    result.fulfilled.append((despatch.despatched_at, pending.occurred_at))
         result.saved = uow.commit()
         return result
 

@@ -85,6 +85,12 @@ class StockUpsertBody(_Body):
     stock: list[StockUpsert] = Field(min_length=1)
 
 
+class SalesOrderLineBundle(_Body):
+    item_id: str
+    sku: str
+    units_per_bundle: int = Field(gt=0)
+
+
 class SalesOrderLine(_Body):
     line_number: int = Field(ge=1)
     item_id: str | None
@@ -98,6 +104,7 @@ class SalesOrderLine(_Body):
     kind: Literal["item", "account"] = "item"
     account: str | None = None
     external_line_id: int | None = None
+    bundle: SalesOrderLineBundle | None = None
 
     @model_validator(mode="after")
     def _an_item_or_an_account(self) -> SalesOrderLine:

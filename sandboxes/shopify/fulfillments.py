@@ -233,7 +233,7 @@ class Fulfillment:
 
     def row(self) -> dict[str, Any]:
         return {"id": self.gid, "order_id": self.order_id, "name": self.name, "status": self.status,
-                "tracking_company": self.company, "tracking_numbers": list(self.numbers),
+                "created_at": self.created_at, "updated_at": self.updated_at, "tracking_company": self.company, "tracking_numbers": list(self.numbers),
                 "tracking_urls": list(self.urls), "notify_customer": self.notify_customer,
                 "line_items": [{"id": fl.gid, "fulfillment_order_line_item_id": fl.order_line.gid,
                                 "line_item_id": fl.order_line.line_id, "sku": fl.order_line.sku,

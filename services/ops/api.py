@@ -7,7 +7,8 @@ Reads: orders, inventory health, exceptions (orders, inventory, dead letters, th
 reconciler's), parked commands, projections (positions, rebuilds), full-comparison runs, reconcile
 runs and the orphan watch (services/ops/reconcile_routes.py).
 Writes (202 Accepted, the command's id): release an order, release a SKU-location, run a full
-comparison, rebuild a read model, retry a parked command, re-drive a dead letter, reconcile orders.
+comparison, rebuild a read model, retry a parked command, re-drive a dead letter, reconcile orders,
+release an order's fulfilment (services/ops/fulfilment_routes.py).
 """
 
 from __future__ import annotations
@@ -42,12 +43,17 @@ from contracts.validation import Code
 from projections import PROJECTIONS, READ_MODELS
 from projections import inventory_health as ih
 from projections.order_sync import ORDER_SYNC
-from services.ops import order_routes, payout_routes, reconcile_routes
+from services.ops import (
+    fulfilment_routes,
+    order_routes,
+    payout_routes,
+    reconcile_routes,
+)
 from services.platform.kafka import Outgoing, make_broker, publish_within
 from services.platform.runner import run_http, start_broker
 from services.platform.settings import Settings, get_settings
 
-EXCEPTION_SOURCES = ("order", "inventory", "dead_letter", "reconciler", "payout")
+EXCEPTION_SOURCES = ("order", "inventory", "dead_letter", "reconciler", "payout", "fulfilment")
 MAX_ORDER_ID = 2**63 - 1
 
 
@@ -161,9 +167,11 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
     # the order reconciler's routes (/orders/reconcile, /orders/orphans) before /orders/{shopify_order_id}
     reconcile_routes.register(app, send, stamp, auth)
     # the payout flow's routes (/payouts, /payouts/report, /payouts/{payout_id}, its commands)
-    payout_routes.register(app, send, stamp, auth, settings.payout_unpaid_after_days)
+    payout_routes.register(app, send, stamp, auth, settings.payout_unpaid_after_days, settings.payout_clearing_accounts)
     # the order lifecycle's routes (/orders/{id}/resolve, /credit-memos)
     order_routes.register(app, send, stamp, auth)
+    # the order fulfilment's routes (/fulfilments, /fulfilments/{id}, its release)
+    fulfilment_routes.register(app, send, stamp, auth)
 
     # -- orders ---------------------------------------------------------------------------------
 
@@ -176,7 +184,8 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
         exceptions = await pool.fetch(
             "SELECT * FROM readmodel.exceptions WHERE shopify_order_id = $1 ORDER BY raised_at", shopify_order_id)
         return {**_row(row), "exceptions": [_row(e) for e in exceptions],
-                **await order_routes.details(pool, shopify_order_id, row)}
+                **await order_routes.details(pool, shopify_order_id, row),
+                "fulfilment": await fulfilment_routes.fulfilment(pool, shopify_order_id)}
 
     @app.get("/orders", dependencies=auth)
     async def list_orders(request: Request, state: str | None = Query(None),
@@ -209,7 +218,7 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
 
     @app.get("/exceptions", dependencies=auth)
     async def list_exceptions(request: Request, status: str = Query("open", pattern="^(open|resolved|all)$"),
-                              source: str = Query("all", pattern="^(order|inventory|dead_letter|reconciler|payout|all)$"),
+                              source: str = Query("all", pattern="^(order|inventory|dead_letter|reconciler|payout|fulfilment|all)$"),
                               limit: int = Query(100, ge=1, le=1000)):
         """Order, inventory and dead-letter exceptions, newest first; each names its `source`."""
         pool = request.app.state.pool
@@ -234,6 +243,9 @@ def create_app(settings: Settings | None = None, *, operations_topic: str = OPER
                       for r in await reconcile_routes.reconciler_exceptions(pool, status, limit)]
         if source in ("payout", "all"):
             found += [payout_routes.exception_record(r) for r in await payout_routes.payout_exceptions(pool, status, limit)]
+        if source in ("fulfilment", "all"):
+            found += [fulfilment_routes.exception_record(r)
+                      for r in await fulfilment_routes.fulfilment_exceptions(pool, status, limit)]
         found.sort(key=lambda e: (e["raised_at"], str(e["exception_id"])), reverse=True)
         return {"exceptions": found[:limit]}
 

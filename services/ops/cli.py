@@ -133,7 +133,8 @@ def _subject(e: dict) -> str:
 def orders_show(shopify_order_id: int,
                 as_json: bool = typer.Option(False, "--json", help="the ops API's answer as it is")) -> None:
     """One order: state, Prima sales order, cut-off state, totals, its timeline (every fact and
-    decision with its time), its credit memos and its exceptions."""
+    decision with its time), its credit memos, its fulfilment (despatches, fulfilments with their
+    tracking numbers, its exception) and its exceptions."""
     order = _get(f"/orders/{shopify_order_id}")
     if as_json:
         console.print_json(json.dumps(order, default=str))
@@ -163,6 +164,8 @@ def orders_show(shopify_order_id: int,
                           f"{_n(memo['refunded'])} {memo['currency'] or ''}", _n(memo["total"]),
                           ", ".join(memo["restock_types"]) or "-", memo["problem"] or "")
         console.print(table)
+    if order.get("fulfilment"):
+        render_fulfilment(console, order["fulfilment"], _when)
     for e in order.get("exceptions", []):
         if e["status"] == "open":
             console.print(f"[red]{e['kind']}[/red]: {e['reason']}\n  -> {e['action']}")
@@ -618,6 +621,13 @@ def orders_orphans(status: str = typer.Option("open", help="open, resolved or al
 from services.ops.payouts_cli import payouts_app  # noqa: E402 - after the helpers it uses
 
 app.add_typer(payouts_app, name="payouts")
+
+# ------------------------------------------------------------------------------ fulfilment (services/ops/fulfilment_cli.py)
+
+from services.ops.fulfilment_cli import fulfilment_app  # noqa: E402 - after the helpers it uses
+from services.ops.fulfilment_cli import render as render_fulfilment  # noqa: E402
+
+app.add_typer(fulfilment_app, name="fulfilment")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,9 @@ def wire_sales_order(order: domain.SalesOrder) -> prima.SalesOrderDraft:
             quantity=li.quantity, unit_price=li.unit_price, discount_amount=li.discount_amount,
             tax_amount=li.tax_amount, net_amount=li.net_amount, kind=li.kind, account=li.account,
             external_line_id=li.line_id,
+            bundle=prima.SalesOrderLineBundle(item_id=li.bundle_item_id, sku=li.bundle_sku,
+                                              units_per_bundle=li.units_per_bundle or 1)
+            if li.bundle_sku is not None and li.bundle_item_id is not None else None,
         ) for li in order.lines),
         shipping=prima.SalesOrderShipping(
             description=order.shipping.description, amount=order.shipping.amount,

@@ -80,3 +80,23 @@ PAYOUT_PAID_TO_JOURNAL = Histogram(
     "From a payout first seen paid to its journal posted in Prima",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
 )
+
+# Fulfilment (fulfilment decider)
+FULFILMENT_FACTS = Counter("shopify_prima_fulfilment_facts_total", "Facts handled by the fulfilment decider", ["fact"])
+FULFILMENT_DECISIONS = Counter("shopify_prima_fulfilment_decisions_total",
+                               "Commands and exceptions decided by OrderFulfilment aggregates", ["decision"])
+DESPATCH_TO_FULFILMENT = Histogram(
+    "shopify_prima_despatch_to_fulfilment_seconds",
+    "From a despatch recorded in Prima to its fulfilment made in Shopify (as answered to the decider)",
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300, 3600),
+)
+
+# Fulfilment (Shopify gateway)
+FULFILMENT_WRITES = Counter(
+    "shopify_prima_shopify_gateway_fulfilment_writes_total",
+    "Fulfilment commands the Shopify gateway executed, by command and answer (created, adopted, refused, "
+    "updated, parked)", ["command", "answer"])
+FULFILMENT_CREATE_CALLS = Counter(
+    "shopify_prima_shopify_gateway_fulfillment_create_calls_total",
+    "fulfillmentCreate requests sent, by result (made, user_errors, failed: no answer, or one Shopify would not run)",
+    ["result"])

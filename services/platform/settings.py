@@ -21,10 +21,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.fulfilment.carriers import CarrierMap
 from domain.inventory.buffer import BufferRules
 from domain.orders.cutoff import CutoffRule
 from domain.orders.mapping import LineRule
 from domain.payouts.accounts import AccountMapping
+from domain.payouts.clearing import ClearingAccounts
 
 PREFIX = "SHOPIFY_PRIMA_"
 
@@ -132,6 +134,10 @@ class Settings(BaseSettings):
     # reconciler_retry_seconds. The orphan watch: a paid order without a sales order after
     # reconciler_orphan_deadline_seconds, and Prima sales orders whose Shopify order does not exist.
     reconciler_interval_seconds: PositiveFloat = 600.0
+    # The share of Shopify's API bucket (the app's, shared by every process) the reconciler leaves to
+    # the real-time flows: it sends a page only when the bucket holds the page's cost plus this share
+    # of its size, so a catch-up run never starves fulfilments or stock pushes.
+    reconciler_shopify_headroom: float = Field(default=0.5, ge=0.0, le=0.9)
     reconciler_overlap_seconds: NonNegativeFloat = 900.0
     reconciler_initial_lookback_seconds: PositiveFloat = 86_400.0
     reconciler_retry_seconds: PositiveFloat = 60.0
@@ -153,6 +159,9 @@ class Settings(BaseSettings):
     # again by the sweep) before its journal carries those charges on the clearing account
     payout_documents_grace_seconds: NonNegativeFloat = 3600.0
     payout_unpaid_after_days: PositiveInt = 7
+    # the clearing account of each other payment gateway (domain/payouts/clearing.py; JSON object
+    # gateway -> account, "payouts" for Shopify Payments itself): the month-end report ties sales out
+    payout_clearing_accounts: ClearingAccounts = ClearingAccounts()
 
     # The webhook ingest's edge: bodies above this are refused (413) before the HMAC is computed;
     # a publish to Kafka that takes longer than this answers 503 (Shopify retries); stored
@@ -182,6 +191,13 @@ class Settings(BaseSettings):
     reconciler_metrics_port: PositiveInt = 9111
     payout_ingest_metrics_port: PositiveInt = 9112
     payout_decider_metrics_port: PositiveInt = 9113
+    fulfilment_decider_metrics_port: PositiveInt = 9114
+    # Fulfilment (issue 10): whether Shopify emails the customer when a despatch becomes a
+    # fulfilment (fulfillmentCreate notifyCustomer, and on a later tracking update), and Prima's
+    # carrier names -> Shopify's tracking companies, over the defaults of domain/fulfilment/carriers.py
+    # (each value spelt as Shopify lists it, else refused). JSON: {"Parcel Force 48": "Parcelforce"}.
+    fulfilment_notify_customer: bool = True
+    fulfilment_carrier_map: dict[str, str] = {}
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("database_url")
@@ -205,6 +221,12 @@ class Settings(BaseSettings):
         unknown = sorted(value - {"PAID", "IN_TRANSIT"})
         if unknown or "PAID" not in value:
             raise ValueError(f"payout_journal_on is PAID, optionally with IN_TRANSIT; got {sorted(value)}")
+        return value
+
+    @field_validator("fulfilment_carrier_map")
+    @classmethod
+    def _shopify_carriers(cls, value: dict[str, str]) -> dict[str, str]:
+        CarrierMap(value)  # raises, naming each company Shopify does not list
         return value
 
     @field_validator("inventory_location_map")

@@ -131,13 +131,16 @@ class ThrottleStatus:
             return None
 
 
-def pacing_wait(status: ThrottleStatus | None, cost: float, now: float, reserved: float = 0.0) -> float:
+def pacing_wait(status: ThrottleStatus | None, cost: float, now: float, reserved: float = 0.0,
+                headroom: float = 0.0) -> float:
     """Seconds to wait before a request of `cost` points fits in the bucket, given the last
     throttle status and the points `reserved` by requests in flight. 0 when it fits (or nothing
-    is known yet). A cost above the bucket's size waits for a full bucket."""
+    is known yet). A cost above the bucket's size waits for a full bucket. `headroom`: the share
+    of the bucket a background reader leaves to the others (it waits until the request fits with
+    that much to spare)."""
     if status is None or status.restore_rate <= 0:
         return 0.0
-    cost = min(cost, status.maximum_available)
+    cost = min(cost + headroom * status.maximum_available, status.maximum_available)
     available = status.available_at(now) - reserved
     if available >= cost:
         return 0.0
@@ -192,8 +195,12 @@ class ShopifyAdmin:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        headroom: float = 0.0,
     ):
         self.settings = settings
+        # a background reader (the reconciler) leaves this share of the bucket to the flows that
+        # answer a customer or a warehouse now (fulfilments, stock): they share one app's bucket
+        self.headroom = headroom
         self.endpoint = (f"{settings.shopify_admin_url.rstrip('/')}/admin/api/"
                          f"{settings.shopify_api_version}/graphql.json")
         self._own_client = client is None
@@ -291,7 +298,7 @@ class ShopifyAdmin:
                 except TimeoutError:
                     pass
             while True:
-                wait = pacing_wait(self._status, cost, self._clock(), self._reserved)
+                wait = pacing_wait(self._status, cost, self._clock(), self._reserved, self.headroom)
                 if wait <= 0:
                     break
                 wait = min(wait, 60.0)

@@ -22,6 +22,16 @@ one never overwrites a newer level), with backoff until the horizon. A parked pu
 soon as a push of the same level decided as late or later is answered, or it is superseded: the
 stock decider decides failed pushes again itself. RetryParkedCommand (operator) sends a parked
 SetInventoryLevel or SetProductStatus again at once.
+
+Fulfilments (issue 10) do not wait behind a debounce window: a second consumer in the same
+process, group "shopify-gateway-fulfilments" (the platform Consumer), takes CreateFulfilment and
+UpdateFulfilmentTracking off the same topic (each group skips the other's commands) and the
+FulfilmentWriter (services/shopify/fulfilment_writer.py: read first, adopt what an earlier
+attempt made, journal gateway.fulfilment_writes, never a second fulfilment for one despatch)
+writes them; outcomes go to shopify.outcomes.v1 keyed by the Shopify order id, offsets are
+committed after they are on Kafka. One order's commands go in order, orders concurrently. A
+command Shopify does not answer is parked (subject "order:<id>", no outcome) and re-driven by the
+same Redriver through the same read-first path; RetryParkedCommand sends it at once.
 """
 
 from __future__ import annotations
@@ -38,13 +48,15 @@ import asyncpg
 
 from contracts.platform import RetryParkedCommand
 from contracts.prima.inventory import sku_key
+from contracts.shopify.fulfilments import CreateFulfilment, UpdateFulfilmentTracking
 from contracts.shopify.inventory import (
     SetInventoryLevel,
     SetProductStatus,
     ShopifyOutcome,
 )
-from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES
+from contracts.topics import SHOPIFY_COMMANDS, SHOPIFY_OUTCOMES, order_key
 from services.platform.kafka import (
+    Consumer,
     Delivery,
     Outgoing,
     headers_for,
@@ -62,6 +74,7 @@ from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.platform.window import WindowConsumer, WindowPolicy
 from services.shopify.admin import ShopifyAdmin
+from services.shopify.fulfilment_writer import FulfilmentWriter
 from services.shopify.inventory_writer import (
     BatchRecord,
     InventoryWriter,
@@ -72,7 +85,12 @@ from services.shopify.inventory_writer import (
 
 log = logging.getLogger("shopify_prima.shopify_gateway")
 GROUP = "shopify-gateway"
-COMMANDS = {"SetInventoryLevel": SetInventoryLevel, "SetProductStatus": SetProductStatus}
+FULFILMENT_GROUP = "shopify-gateway-fulfilments"
+INVENTORY_COMMANDS = {"SetInventoryLevel": SetInventoryLevel, "SetProductStatus": SetProductStatus}
+FULFILMENT_COMMANDS = {"CreateFulfilment": CreateFulfilment, "UpdateFulfilmentTracking": UpdateFulfilmentTracking}
+COMMANDS = {**INVENTORY_COMMANDS, **FULFILMENT_COMMANDS}  # what the gateway parks and re-drives
+FULFILMENT_TYPES = tuple(FULFILMENT_COMMANDS.values())
+PARALLEL_ORDERS = 3  # orders whose fulfilments are written at once (each holds a database connection)
 
 
 class DebounceWindow(WindowPolicy):
@@ -137,12 +155,15 @@ class ShopifyGateway:
     `execute` and `handle` directly."""
 
     def __init__(self, settings: Settings, admin: ShopifyAdmin, pool: asyncpg.Pool,
-                 publish: Callable[[list[Outgoing]], Awaitable[Any]], *, outcomes_topic: str = SHOPIFY_OUTCOMES.name):
+                 publish: Callable[[list[Outgoing]], Awaitable[Any]], *, outcomes_topic: str = SHOPIFY_OUTCOMES.name,
+                 fulfilments: FulfilmentWriter | None = None):
         self.settings = settings
         self.admin = admin
         self.pool = pool
         self.parked = ParkedCommands(pool, RedriveSchedule.from_settings(settings))
         self.writer = InventoryWriter(admin, settings, decisions=PostgresDecisions(pool))
+        self.fulfilments = fulfilments or FulfilmentWriter(admin, pool, settings)
+        self._orders_at_once = asyncio.Semaphore(PARALLEL_ORDERS)
         self.publish = publish
         self.outcomes_topic = outcomes_topic
 
@@ -192,6 +213,13 @@ class ShopifyGateway:
         the quantity it was decided on, and a newer decision for the level supersedes it. Its
         outcome is published when Shopify answered (a level set, refused, or stale, which the
         stock decider decides again); a failure again is only rescheduled."""
+        if isinstance(command, FULFILMENT_TYPES):
+            written = await self.fulfilments.execute(command)
+            if written.outcome is None:
+                return Redriven(False, written.park_reason or "no answer", written.attempts)
+            await self.publish([Outgoing(self.outcomes_topic, order_key(command.shopify_order_id), written.outcome,
+                                         headers_for(written.outcome))])
+            return Redriven(True)
         if isinstance(command, SetInventoryLevel):
             report = await self.writer.write([command])
             if report.superseded:
@@ -216,12 +244,44 @@ class ShopifyGateway:
                         lease_seconds=max(60.0, s.shopify_timeout_seconds * s.shopify_max_attempts * 2))
 
     async def handle(self, deliveries: list[Delivery[Any]]) -> None:
-        commands = await with_retries(self.parked, (d.message for d in deliveries), gateway="shopify",
-                                      models=COMMANDS)
+        """The inventory consumer's window: inventory commands (and retries of parked ones)."""
+        commands = await self._with_retries(deliveries, INVENTORY_COMMANDS)
         if not commands:
             return
         outcomes = await self.execute(commands)
         await self.publish([Outgoing(self.outcomes_topic, sku_key(o.sku), o, headers_for(o)) for o in outcomes])
+
+    async def handle_fulfilments(self, deliveries: list[Delivery[Any]]) -> None:
+        """The fulfilment consumer's batch: each order's commands in order, orders concurrently;
+        commands Shopify did not answer parked, every answer on Kafka before the batch's offsets
+        are committed (the Consumer commits after this returns), answered ones no longer parked."""
+        by_order: dict[int, list[Any]] = {}
+        for command in await self._with_retries(deliveries, FULFILMENT_COMMANDS):
+            by_order.setdefault(command.shopify_order_id, []).append(command)
+
+        async def in_order(commands: list[Any]) -> list[tuple[Any, Any]]:
+            async with self._orders_at_once:
+                return [(command, await self.fulfilments.execute(command)) for command in commands]
+
+        results = [r for rs in await asyncio.gather(*(in_order(cs) for cs in by_order.values())) for r in rs]
+        await self.parked.park_many([(c, f"order:{c.shopify_order_id}", w.park_reason or "no answer", w.attempts)
+                                     for c, w in results if w.outcome is None], gateway="shopify")
+        answered = [(c, w.outcome) for c, w in results if w.outcome is not None]
+        if answered:
+            await self.publish([Outgoing(self.outcomes_topic, order_key(c.shopify_order_id), o, headers_for(o))
+                                for c, o in answered])
+            await self.parked.resolve([c.command_id for c, _ in answered])
+
+    async def _with_retries(self, deliveries: list[Delivery[Any]], models: dict[str, Any]) -> list[Any]:
+        """The commands of these models to send: with_retries over every command the gateway
+        parks, a retried one of the other consumer's kinds left to that consumer (both read the
+        operations topic, each sends its own)."""
+        commands = await with_retries(self.parked, (d.message for d in deliveries), gateway="shopify",
+                                      models=COMMANDS)
+        return [c for c in commands if c.message_type in models]
+
+    async def aclose(self) -> None:
+        await self.fulfilments.aclose()
 
     async def _journal(self, batches: Sequence[BatchRecord]) -> None:
         if not batches:
@@ -239,8 +299,15 @@ class ShopifyGateway:
 def consumer(broker: Any, settings: Settings, gateway: ShopifyGateway, *, group: str = GROUP,
              topic: Any = SHOPIFY_COMMANDS) -> WindowConsumer:
     return WindowConsumer(broker, settings, group=group, topics=[topic],
-                          accepts=(*COMMANDS.values(), RetryParkedCommand), handler=gateway.handle,
+                          accepts=(*INVENTORY_COMMANDS.values(), RetryParkedCommand), handler=gateway.handle,
                           max_records=settings.inventory_batch_size, policy=DebounceWindow(settings))
+
+
+def fulfilment_consumer(broker: Any, settings: Settings, gateway: ShopifyGateway, *, group: str = FULFILMENT_GROUP,
+                        topic: Any = SHOPIFY_COMMANDS) -> Consumer:
+    """The fulfilment commands, without a window: a despatch's fulfilment goes at once."""
+    return Consumer(broker, settings, group=group, topics=[topic],
+                    accepts=(*FULFILMENT_COMMANDS.values(), RetryParkedCommand), handler=gateway.handle_fulfilments)
 
 
 async def main(worker: Worker) -> None:
@@ -248,20 +315,25 @@ async def main(worker: Worker) -> None:
     broker = make_broker(settings, GROUP)
     admin = ShopifyAdmin(settings)
     try:
-        async with worker.database(max_size=3) as pool:
+        async with worker.database(max_size=3 + PARALLEL_ORDERS) as pool:
             gateway = ShopifyGateway(settings, admin, pool, lambda out: publish_all(broker, out))
             consumer(broker, settings, gateway)
-            log.info("Shopify gateway consuming %s (batches of %d, debounce %.2fs)", SHOPIFY_COMMANDS.name,
-                     settings.inventory_batch_size, settings.inventory_debounce_seconds)
-            async with worker.broker(broker):
-                redrives = asyncio.create_task(gateway.redriver().run(worker.stop), name="shopify-redrives")
-                try:
-                    await worker.stopped()
-                finally:
-                    if not worker.stop.is_set():  # leaving for another reason: do not wait for the next pass
-                        redrives.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await redrives
+            fulfilment_consumer(broker, settings, gateway)
+            log.info("Shopify gateway consuming %s (inventory in batches of %d, debounce %.2fs; fulfilments at once, "
+                     "group %s)", SHOPIFY_COMMANDS.name, settings.inventory_batch_size,
+                     settings.inventory_debounce_seconds, FULFILMENT_GROUP)
+            try:
+                async with worker.broker(broker):
+                    redrives = asyncio.create_task(gateway.redriver().run(worker.stop), name="shopify-redrives")
+                    try:
+                        await worker.stopped()
+                    finally:
+                        if not worker.stop.is_set():  # leaving for another reason: do not wait for the next pass
+                            redrives.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await redrives
+            finally:
+                await gateway.aclose()
     finally:
         await admin.aclose()
 

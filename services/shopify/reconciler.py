@@ -482,7 +482,7 @@ async def main(worker: Worker) -> None:
 
     settings = worker.settings
     broker = make_broker(settings, GROUP)
-    admin = ShopifyAdmin(settings)
+    admin = ShopifyAdmin(settings, headroom=settings.reconciler_shopify_headroom)
     prima = PrimaClient(settings)
     for kind in EXCEPTION_KINDS:  # every kind exported from the start, 0 until found
         EXCEPTIONS_OPEN.labels(kind=kind).set(0)

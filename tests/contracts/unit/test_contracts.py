@@ -202,6 +202,7 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
     assert seen == {
         ("shopify-ingest", "send", "shopify.orders.v1"),
         ("order-decider", "receive", "shopify.orders.v1"),
+        ("projector", "receive", "shopify.orders.v1"),  # the payment gateways of each order (payouts)
         ("order-decider", "receive", "prima.outcomes.v1"),
         ("outbox-relay", "send", "prima.commands.v1"),
         ("outbox-relay", "send", "shopify-prima.order-events.v1"),
@@ -224,6 +225,12 @@ def test_asyncapi_operations_say_who_sends_and_receives_what():
         ("payout-ingest", "send", "shopify.payouts.v1"),  # services.payouts.ingest
         ("payout-decider", "receive", "shopify.payouts.v1"),
         ("payout-decider", "receive", "prima.outcomes.v1"),
+        ("stock-decider", "receive", "shopify-prima.order-events.v1"),  # pending allocations
+        ("fulfilment-decider", "receive", "prima.despatches.v1"),  # services.fulfilment.decider
+        ("fulfilment-decider", "receive", "shopify-prima.order-events.v1"),  # the sales orders' lines
+        ("fulfilment-decider", "receive", "shopify.outcomes.v1"),
+        ("outbox-relay", "send", "shopify-prima.fulfilment-events.v1"),
+        ("projector", "receive", "shopify-prima.fulfilment-events.v1"),
         ("outbox-relay", "send", "shopify-prima.payout-events.v1"),
         ("projector", "receive", "shopify-prima.payout-events.v1"),
         *{(group, "receive", "shopify-prima.operations.v1") for group in export.CONSUMER_GROUPS},

@@ -88,7 +88,7 @@ def test_every_published_schema_compiles_with_ajv_in_strict_mode():
     assert [p.name for p in SCHEMAS] == sorted(f"{t.name}.json" for t in ALL_TOPICS)
     results = ajv_compile(SCHEMAS)
     assert [(Path(r["schema"]).name, r["error"]) for r in results if not r["ok"]] == []
-    assert len(results) == len(ALL_TOPICS) == 14
+    assert len(results) == len(ALL_TOPICS) == 15
 
 
 def test_given_the_pydantic_discriminator_back_when_compiled_strictly_then_ajv_refuses_it(tmp_path):

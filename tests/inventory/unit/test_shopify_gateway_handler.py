@@ -247,4 +247,4 @@ async def test_outcomes_that_cannot_be_published_fail_the_window(gateway, shopif
 
 
 def test_the_gateway_takes_both_shopify_commands():
-    assert set(COMMANDS) == {"SetInventoryLevel", "SetProductStatus"}
+    assert set(COMMANDS) == {"SetInventoryLevel", "SetProductStatus", "CreateFulfilment", "UpdateFulfilmentTracking"}

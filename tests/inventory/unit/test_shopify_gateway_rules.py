@@ -232,6 +232,15 @@ def test_pacing_waits_for_the_points_the_bucket_lacks():
     assert status.available_at(1000.0) == 1000
 
 
+def test_a_background_reader_waits_until_the_bucket_also_holds_its_headroom():
+    # the reconciler leaves half of a 2000-point bucket to the real-time flows
+    status = ThrottleStatus(maximum_available=2000, currently_available=1200, restore_rate=100, seen_at=10.0)
+    assert pacing_wait(status, 897, 10.0) == 0  # a foreground request of the same cost goes at once
+    assert pacing_wait(status, 897, 10.0, headroom=0.5) == pytest.approx((897 + 1000 - 1200) / 100)
+    assert pacing_wait(status, 897, 17.0, headroom=0.5) == 0  # 1900 there by then
+    assert pacing_wait(status, 1500, 10.0, headroom=0.5) == pytest.approx(8.0)  # never more than a full bucket
+
+
 def test_a_status_reported_late_does_not_raise_the_estimate():
     known = ThrottleStatus(maximum_available=2000, currently_available=100, restore_rate=100, seen_at=10.0)
     late = ThrottleStatus(maximum_available=2000, currently_available=1500, restore_rate=100, seen_at=11.0)

@@ -137,7 +137,7 @@ def test_read_models_declare_their_states_and_exception_kinds(api):
     assert declared == {name: {"states": list(rm.states), "exception_kinds": list(rm.exception_kinds)}
                         for name, rm in READ_MODELS.items()}
     assert set(declared) == {"order_sync", "inventory_health", "item_master", "dead_letters", "payouts",
-                             "sales_documents"}
+                             "sales_documents", "order_fulfilment", "payment_gateways"}
     assert "drift" in declared["inventory_health"]["states"]
     assert "unmapped_sku" in declared["order_sync"]["exception_kinds"]
 

@@ -40,6 +40,8 @@ TABLES = {
     ("ingest", "reconciler_exceptions"),
     ("ingest", "shopify_payouts"), ("readmodel", "payouts"), ("readmodel", "payout_transactions"),
     ("readmodel", "payout_exceptions"), ("readmodel", "sales_documents"),
+    ("gateway", "fulfilment_writes"), ("readmodel", "order_fulfilment"),
+    ("readmodel", "order_payment_gateways"),
 }
 
 

@@ -122,7 +122,7 @@ async def test_create_sales_order(client, db):
     assert r.headers["Location"] == "/v1/sales-orders/SO-000001"
     assert so["status"] == "open" and so["released_at"] is None
     # money comes back as the same decimal strings; each line with its documented defaults (an item line)
-    defaults = {"kind": "item", "account": None, "external_line_id": None}
+    defaults = {"kind": "item", "account": None, "external_line_id": None, "bundle": None}
     assert {k: so[k] for k in ORDER} == {**ORDER, "lines": [{**line, **defaults} for line in ORDER["lines"]]}
     assert so["version"] == 1 and so["cancelled_at"] is None and so["ship_to"] is None
     assert (await client.get("/v1/sales-orders/SO-000001", headers=AUTH)).json() == so
