@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from domain.fulfilment.values import Parcel, TrackingInfo
 
@@ -99,12 +100,19 @@ def tracking_for(parcels: Iterable[Parcel], carriers: CarrierMap) -> tuple[Track
     parcels = sorted(parcels, key=lambda p: p.parcel_number)
     if not parcels:
         return TrackingInfo(company=None, numbers=()), ()
-    warnings: list[str] = []
     first = parcels[0]
     company = carriers.company(first.carrier)
     known = company is not None
     company = company or first.carrier
     mixed = len({carriers.company(p.carrier) or fold(p.carrier) for p in parcels}) > 1
+    warnings: list[str] = []
+    # Shopify takes `urls` as URL! (an absolute http(s) URL): one it would refuse is left out, warned
+    for p in parcels:
+        if p.tracking_url and not _web_url(p.tracking_url):
+            warnings.append(f"parcel {p.parcel_number}: tracking url {p.tracking_url!r} is not an http(s) URL: "
+                            "left out")
+    parcels = [p if not p.tracking_url or _web_url(p.tracking_url) else replace(p, tracking_url=None)
+               for p in parcels]
     numbered = [p for p in parcels if p.tracking_number]
     urls_needed = not known or mixed
     every_url = all(p.tracking_url for p in numbered)
@@ -117,3 +125,9 @@ def tracking_for(parcels: Iterable[Parcel], carriers: CarrierMap) -> tuple[Track
     urls = tuple(p.tracking_url or "" for p in numbered) if numbered and every_url else ()
     return TrackingInfo(company=company, numbers=tuple(p.tracking_number or "" for p in numbered), urls=urls), \
         tuple(warnings)
+
+
+def _web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host and no whitespace (what Shopify's URL scalar takes)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c.isspace() for c in url)

@@ -213,7 +213,8 @@ class OrderFulfilment(Aggregate):
     def record_fulfillment_orders(self, orders: tuple[FulfillmentOrder, ...], read_at: datetime, now: datetime,
                                   policy: FulfilmentPolicy = DEFAULT_POLICY) -> bool:
         """Shopify's fulfillment orders as read at `read_at`. Not taken while a create is in
-        flight (the read may or may not include it): the decider reads again after the outcome."""
+        flight (the read may or may not include it): the create's answer advances the fulfillment
+        orders as last read (after_fulfilment), and the decider's next read replaces them."""
         if self.pending is not None or (self.read_at is not None and read_at <= self.read_at):
             return False
         self._orders_read(fulfillment_orders=tuple(orders), read_at=read_at)
@@ -269,7 +270,8 @@ class OrderFulfilment(Aggregate):
         if self.exception is None:
             return False
         self._released(released_by=released_by, previous=self.exception)
-        self._orders_read(fulfillment_orders=tuple(orders), read_at=read_at)
+        if self.pending is None:  # a read while a create is in flight may or may not include it
+            self._orders_read(fulfillment_orders=tuple(orders), read_at=read_at)
         self._decide(now, policy)
         return True
 

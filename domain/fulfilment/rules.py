@@ -134,6 +134,7 @@ class Refusal:
     NOT_ON_ANY = "not_on_any_fulfillment_order"  # removed by an edit, or not Shopify's to fulfil
     NOTHING_LEFT = "nothing_left"  # already fulfilled, or removed by an edit (0 remaining)
     ABOVE_REMAINING = "above_remaining"
+    SEVERAL_LOCATIONS = "several_locations"  # whole only across fulfillment orders of two or more locations
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,38 @@ def _why(line_id: int, wanted: int, available: int, orders: Sequence[Fulfillment
 
 
 def allocate(quantities: Iterable[LineQuantity], orders: Sequence[FulfillmentOrder]) -> Allocation:
-    """lineItemsByFulfillmentOrder for these quantities, or why they cannot be fulfilled."""
+    """lineItemsByFulfillmentOrder for these quantities, or why they cannot be fulfilled.
+
+    One fulfilment is of one location: fulfillmentCreate takes fulfillment orders "assigned to the
+    same location" (its reference). The quantities go to the first location (in Shopify's order of
+    its fulfillment orders) whose fulfillment orders can take them all; when only fulfillment orders
+    of several locations together can, the refusal says so, line by line (the merchant moves them
+    to one location in Shopify, then releases)."""
+    quantities = tuple(quantities)
+    locations = list(dict.fromkeys(fo.location_id for fo in orders))
+    for location in locations:
+        at = [fo for fo in orders if fo.location_id == location]
+        found = _allocate(quantities, at)
+        if found.ok:
+            return found
+    found = _allocate(quantities, orders)
+    if not found.ok or len(locations) < 2:
+        return found
+    where = {item.id: fo.location_id for fo in orders for item in fo.lines}
+    line_of = {item.id: item.line_item_id for fo in orders for item in fo.lines}
+    spread: dict[int, set[str | None]] = {}
+    for group in found.groups:
+        for line in group.lines:
+            spread.setdefault(line_of[line.id], set()).add(where[line.id])
+    refused = tuple(LineRefused(q.line_id, q.quantity, q.quantity, Refusal.SEVERAL_LOCATIONS,
+                                "the despatch's lines are at several Shopify locations "
+                                f"({', '.join(sorted(str(loc) for loc in spread.get(q.line_id, ())))} for this line) and a "
+                                "fulfilment is of one location: move them to one location in Shopify, then release")
+                    for q in quantities)
+    return Allocation(groups=(), refused=refused)
+
+
+def _allocate(quantities: Sequence[LineQuantity], orders: Sequence[FulfillmentOrder]) -> Allocation:
     taken: dict[str, int] = {}  # fulfillment order line item -> quantity
     refused: list[LineRefused] = []
     for want in quantities:

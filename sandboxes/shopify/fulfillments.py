@@ -30,6 +30,8 @@ fulfillmentOrderReleaseHold reference pages):
   - no lineItemsByFulfillmentOrder: "Line items by fulfillment order can't be blank.";
   - an unknown fulfillment order: "Fulfillment order <gid> does not exist.";
   - fulfillment orders of two orders: "All fulfillment orders must belong to the same order.";
+  - fulfillment orders assigned to two locations: "All fulfillment orders must be assigned to the same
+    location." (the mutation's reference says they are; the message is the sandbox's);
   - a status other than OPEN / IN_PROGRESS: "Fulfillment order <number> has an unfulfillable
     status= <status>." (lower case: on_hold, closed, cancelled), Shopify's message;
   - a line item not on that fulfillment order: "Fulfillment order line item <gid> does not exist on
@@ -411,6 +413,11 @@ class FulfillmentBook:
             if order_id is not None and fo.order_id != order_id:
                 return None, [_user_error(["fulfillment"], "All fulfillment orders must belong to the same order.")]
             order_id = fo.order_id
+            if fos and fo not in fos and fo.location is not fos[0].location:
+                # fulfillmentCreate's reference: "The fulfillment orders are associated with the same
+                # order and are assigned to the same location."
+                return None, [_user_error(["fulfillment"],
+                                          "All fulfillment orders must be assigned to the same location.")]
             if fo.status not in FULFILLABLE:
                 return None, [_user_error(["fulfillment"], f"Fulfillment order {fo.num} has an unfulfillable "
                                                            f"status= {fo.status.lower()}.")]

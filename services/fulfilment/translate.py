@@ -20,9 +20,6 @@ from domain.fulfilment import values as domain
 from domain.fulfilment.rules import order_lines
 from domain.orders.values import SalesOrderLine
 
-FULFILLMENT_ORDER_GID = "gid://shopify/FulfillmentOrder/"
-LINE_ITEM_GID = "gid://shopify/LineItem/"
-
 
 def order_gid(shopify_order_id: int) -> str:
     return f"gid://shopify/Order/{shopify_order_id}"

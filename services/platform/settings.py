@@ -136,7 +136,8 @@ class Settings(BaseSettings):
     reconciler_interval_seconds: PositiveFloat = 600.0
     # The share of Shopify's API bucket (the app's, shared by every process) the reconciler leaves to
     # the real-time flows: it sends a page only when the bucket holds the page's cost plus this share
-    # of its size, so a catch-up run never starves fulfilments or stock pushes.
+    # of its size, so a catch-up run leaves room for fulfilments and stock pushes. It judges the bucket
+    # from its own last answer and the restore rate: other processes' use shows at its next answer.
     reconciler_shopify_headroom: float = Field(default=0.5, ge=0.0, le=0.9)
     reconciler_overlap_seconds: NonNegativeFloat = 900.0
     reconciler_initial_lookback_seconds: PositiveFloat = 86_400.0

@@ -199,7 +199,8 @@ class ShopifyAdmin:
     ):
         self.settings = settings
         # a background reader (the reconciler) leaves this share of the bucket to the flows that
-        # answer a customer or a warehouse now (fulfilments, stock): they share one app's bucket
+        # answer a customer or a warehouse now (fulfilments, stock): they share one app's bucket, and
+        # this client sees the others' use only in its next answer
         self.headroom = headroom
         self.endpoint = (f"{settings.shopify_admin_url.rstrip('/')}/admin/api/"
                          f"{settings.shopify_api_version}/graphql.json")

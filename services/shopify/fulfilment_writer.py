@@ -58,7 +58,12 @@ from contracts.shopify.fulfilments import (
 from services.platform.metrics import FULFILMENT_CREATE_CALLS, FULFILMENT_WRITES
 from services.platform.runner import backoff
 from services.platform.settings import Settings
-from services.shopify.admin import ShopifyAdmin, ShopifyError, ShopifyUnavailable
+from services.shopify.admin import (
+    ShopifyAdmin,
+    ShopifyError,
+    ShopifyGraphQLError,
+    ShopifyUnavailable,
+)
 
 log = logging.getLogger("shopify_prima.shopify_gateway")
 ORDER_GID = "gid://shopify/Order/"
@@ -265,7 +270,11 @@ class FulfilmentWriter:
                 log.warning("fulfillmentCreate for %s got no answer (round %d of %d): %s", key, round_,
                             self.settings.shopify_max_attempts, exc)
                 continue
-            except ShopifyError as exc:  # refused access, or a request Shopify cannot run: a person looks
+            except ShopifyGraphQLError as exc:  # a request Shopify will never run (a tracking URL it refuses):
+                # nothing was made; a refusal the order shows as an exception, released once put right
+                FULFILMENT_CREATE_CALLS.labels("user_errors").inc()
+                return await self._refused(conn, command, (f"request: {exc}",))
+            except ShopifyError as exc:  # refused access (the token or its scopes): parked until put right
                 FULFILMENT_CREATE_CALLS.labels("failed").inc()
                 return self._park(command, f"{type(exc).__name__}: {exc}", attempts + (exc.attempts or 1))
             attempts += response.attempts
@@ -350,18 +359,20 @@ class FulfilmentWriter:
         await self._record_attempt(conn, command, [])
         try:
             response = await self.admin.request("FulfillmentTrackingInfoUpdate", tracking_variables(command))
+            payload = response.data.get("fulfillmentTrackingInfoUpdate") or {}
+            errors = payload.get("userErrors") or []
+            texts = user_error_texts(errors)
+        except ShopifyGraphQLError as exc:  # a request Shopify will never run: refused, not parked
+            response, payload, errors, texts = None, {}, [], (f"request: {exc}",)
         except ShopifyError as exc:
             return self._park(command, f"{type(exc).__name__}: {exc}", exc.attempts or 1)
-        payload = response.data.get("fulfillmentTrackingInfoUpdate") or {}
-        errors = payload.get("userErrors") or []
         if errors or not payload.get("fulfillment"):
-            texts = user_error_texts(errors)
             log.warning("fulfillmentTrackingInfoUpdate for %s refused: %s", command.idempotency_key, "; ".join(texts))
             await self._answered(conn, command.idempotency_key, "refused", texts)
             return Written(FulfilmentTrackingRefused(
                 command_id=command.command_id, shopify_order_id=command.shopify_order_id,
                 despatch_id=command.despatch_id, user_errors=texts, occurred_at=now_utc()),
-                attempts=response.attempts)
+                attempts=response.attempts if response is not None else 1)
         await self._answered(conn, command.idempotency_key, "updated")
         return Written(FulfilmentTrackingUpdated(
             command_id=command.command_id, shopify_order_id=command.shopify_order_id,

@@ -92,6 +92,15 @@ class Flow:
             await asyncio.sleep(0.2)
         raise AssertionError(f"order {order_id}: {len(made)} fulfilments after {TIMEOUT}s, expected {count}")
 
+    async def despatch_facts_handled(self) -> float:
+        """The fulfilment decider's count of despatch facts handled (its /metrics)."""
+        r = await self.http.get(f"http://127.0.0.1:{self.s.fulfilment_decider_metrics_port}/metrics")
+        r.raise_for_status()
+        for line in r.text.splitlines():
+            if line.startswith('shopify_prima_fulfilment_facts_total{fact="PrimaDespatchRecorded"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     async def fulfilment(self, order_id: int, until: Any = lambda f: True) -> dict[str, Any]:
         """The order read model's fulfilment (ops API), once `until` holds."""
         deadline = time.monotonic() + TIMEOUT
@@ -203,13 +212,18 @@ async def test_the_same_despatch_delivered_three_times_gives_one_fulfilment(flow
 
     # Kafka delivers at least once: the poller's fact, twice more (as after a lost acknowledgement)
     fact = PrimaDespatchRecorded.from_note(note, polled_at=datetime.now(UTC))
+    before = await flow.despatch_facts_handled()
     broker = make_broker(settings.model_copy(update={"kafka_bootstrap": stack_kafka_bootstrap}), "fulfilment-e2e")
     await broker.start()
     try:
         await publish_all(broker, [Outgoing(PRIMA_DESPATCHES.name, fact.key, fact, headers_for(fact))] * 2)
     finally:
         await broker.stop()
-    await asyncio.sleep(3.0)  # the decider has read them by now (its lag is sub-second)
+    deadline = time.monotonic() + TIMEOUT
+    while await flow.despatch_facts_handled() < before + 2:  # the decider has handled both repeats
+        assert time.monotonic() < deadline, "the fulfilment decider did not handle the repeated despatch"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # a command decided from them, were one, would reach Shopify by now
     made = await flow.fulfillments(order_id)
     assert len(made) == 1 and made[0]["tracking_numbers"] == [f"1Z{order_id}"]
 

@@ -335,3 +335,28 @@ def test_given_a_batch_of_facts_when_handled_then_one_command_and_a_redelivered_
     fulfilment = app.find_fulfilment(ORDER)
     assert fulfilment.fully_fulfilled and fulfilment.fulfilment_ids == {"DN-1": "gid://shopify/Fulfillment/1"}
     assert app.find_fulfilment(7777) is None
+
+
+def test_given_a_release_while_a_create_is_in_flight_then_its_read_is_not_taken_and_the_create_is_counted_once(app):
+    # issue 10 review: release() took the fresh read even while a create was in flight; the read
+    # (made after Shopify took the create) already lacked its units, and the create's answer then
+    # took them off a second time, so the next despatch found nothing left
+    fulfilment = opened(app)
+    fulfilment.record_despatch(despatch("DN-1", ("TEE", 1), parcels=(parcel(1, tracking=""),)), now=later(1))
+    created(fulfilment, app, "gid://shopify/Fulfillment/1")
+    fulfilment.record_despatch(despatch("DN-2", ("MUG", 1), parcels=(parcel(1, tracking="RM2"),)), now=later(6))
+    fulfilment.record_despatch(despatch("DN-1", ("TEE", 1), parcels=(parcel(1, tracking="RM1"),), version=2),
+                               now=later(7))
+    update, create = fulfilment.pending_tracking, fulfilment.pending
+    assert create.despatch_id == "DN-2"
+    assert fulfilment.record_outcome(TrackingUpdateRefusedByShopify(ORDER, update.command_id, ("try again",), later(8)),
+                                     now=later(8))
+    # Shopify has made DN-2's fulfilment already (its answer is on its way): the read shows it
+    shopify_now = (fulfillment_order(1, (MUG_LINE, 1), (TEE_LINE, 0), (SET_LINE, 2), status="IN_PROGRESS"),)
+    assert fulfilment.release("ops@example.com", shopify_now, read_at=later(9), now=later(9))
+    assert created(fulfilment, app, "gid://shopify/Fulfillment/2", minutes=10)
+    fulfilment.record_despatch(despatch("DN-3", ("MUG", 1), parcels=(parcel(1, tracking="RM3"),)), now=later(11))
+    app.save(fulfilment)
+    assert fulfilment.exception is None
+    assert creates(app)[-1].despatch_id == "DN-3" and creates(app)[-1].line_quantities == (LineQuantity(MUG_LINE, 1),)
+    replayed(app, fulfilment)

@@ -115,8 +115,8 @@ def test_given_more_despatched_than_ordered_when_fulfilled_then_never_above_the_
 
 
 def test_given_a_line_over_two_fulfillment_orders_when_allocated_then_never_above_what_each_has_left():
-    orders = (fulfillment_order(1, (MUG_LINE, 1), (TEE_LINE, 1)),
-              fulfillment_order(2, (MUG_LINE, 1), location="gid://shopify/Location/2"))
+    # two fulfillment orders of one location (a split): one fulfilment may take both
+    orders = (fulfillment_order(1, (MUG_LINE, 1), (TEE_LINE, 1)), fulfillment_order(2, (MUG_LINE, 1)))
     allocation = allocate(quantities((MUG_LINE, 2), (TEE_LINE, 1)), orders)
     assert allocation.ok
     assert allocation.groups == (
@@ -126,6 +126,26 @@ def test_given_a_line_over_two_fulfillment_orders_when_allocated_then_never_abov
         FulfillmentOrderLines("gid://shopify/FulfillmentOrder/2", (
             FulfillmentOrderLineQuantity(f"gid://shopify/FulfillmentOrderLineItem/2{MUG_LINE}", 1),)),
     )
+
+
+def test_given_lines_whole_only_across_two_locations_when_allocated_then_refused_naming_the_locations():
+    # fulfillmentCreate takes fulfillment orders "assigned to the same location" (its reference)
+    orders = (fulfillment_order(1, (MUG_LINE, 1), (TEE_LINE, 1)),
+              fulfillment_order(2, (MUG_LINE, 1), location="gid://shopify/Location/2"))
+    allocation = allocate(quantities((MUG_LINE, 2), (TEE_LINE, 1)), orders)
+    assert not allocation.ok and allocation.groups == ()
+    assert {r.reason for r in allocation.refused} == {Refusal.SEVERAL_LOCATIONS}
+    mug = next(r for r in allocation.refused if r.line_id == MUG_LINE)
+    assert "gid://shopify/Location/1, gid://shopify/Location/2" in mug.describe()
+    assert "move them to one location in Shopify, then release" in mug.describe()
+
+
+def test_given_a_second_location_that_holds_every_line_when_allocated_then_that_location_alone():
+    orders = (fulfillment_order(1, (MUG_LINE, 1)),
+              fulfillment_order(2, (MUG_LINE, 2), (TEE_LINE, 1), location="gid://shopify/Location/2"))
+    allocation = allocate(quantities((MUG_LINE, 2), (TEE_LINE, 1)), orders)
+    assert allocation.ok
+    assert [g.fulfillment_order_id for g in allocation.groups] == ["gid://shopify/FulfillmentOrder/2"]
 
 
 def test_given_a_closed_order_with_nothing_left_and_an_open_one_when_allocated_then_the_open_one_only():
@@ -210,6 +230,16 @@ def test_given_an_unknown_carrier_without_a_url_when_tracked_then_still_sent_but
     tracking, warnings = tracking_for([parcel(1, "Speedy Couriers Ltd", "SC1")], CarrierMap())
     assert tracking.company == "Speedy Couriers Ltd" and tracking.numbers == ("SC1",) and tracking.urls == ()
     assert warnings == ("parcel 1: 'Speedy Couriers Ltd' is an unknown carrier and has no tracking url",)
+
+
+def test_given_a_tracking_url_shopify_would_refuse_when_tracked_then_left_out_and_warned():
+    # Shopify's `urls` is [URL!]: a bad one makes it refuse the whole request (issue 10 review)
+    tracking, warnings = tracking_for([parcel(1, "Speedy Couriers Ltd", "SC1", "www.speedy.example/t SC1"),
+                                       parcel(2, "Speedy Couriers Ltd", "SC2", "https://speedy.example/t/SC2")],
+                                      CarrierMap())
+    assert tracking.numbers == ("SC1", "SC2") and tracking.urls == ()  # urls pair by position: all or none
+    assert any("'www.speedy.example/t SC1' is not an http(s) URL: left out" in w for w in warnings)
+    assert any("parcel 1" in w and "has no tracking url" in w for w in warnings)
 
 
 def test_given_parcels_of_two_carriers_when_tracked_then_the_first_company_and_a_warning():
