@@ -206,12 +206,17 @@ async def test_a_quantity_above_what_remains_is_a_user_error_and_changes_nothing
         "above what remains": [group(tee_fo, (tee, 3))],
         "the same line twice, above together": [group(tee_fo, (tee, 1), (tee, 2))],
         "zero": [group(tee_fo, (tee, 0))],
-        "a good group with a bad one": [group(mug_fo, (mug, 1)), group(tee_fo, (tee, 5))],
     }
     for case, groups in refused.items():
         result = await shop.fulfil(groups)
         assert result == {"fulfillment": None, "userErrors": [{
             "field": ["fulfillment"], "message": "Invalid fulfillment order line item quantity requested."}]}, case
+    # the mug's and the tee's fulfillment orders are of two locations: one fulfilment is of one location
+    # (fulfillmentCreate's reference), whatever the quantities
+    assert mug_fo["assignedLocation"]["location"]["id"] != tee_fo["assignedLocation"]["location"]["id"]
+    two_locations = await shop.fulfil([group(mug_fo, (mug, 1)), group(tee_fo, (tee, 1))])
+    assert two_locations == {"fulfillment": None, "userErrors": [{
+        "field": ["fulfillment"], "message": "All fulfillment orders must be assigned to the same location."}]}
     unknown_fo = await shop.fulfil([{"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/42",
                                      "fulfillmentOrderLineItems": [{"id": tee["id"], "quantity": 1}]}])
     assert unknown_fo["userErrors"] == [{"field": ["fulfillment"],
