@@ -70,6 +70,7 @@ class Run:
     accepted: set[int] = field(default_factory=set)
     deliveries: int = 0
     retries: int = 0
+    read_timeouts: int = 0  # 408: the ingest did not get the body within its read timeout (a stalled sender)
     duplicates: int = 0
     undelivered: int = 0  # orders whose webhooks were never delivered (the reconciler's to find)
     kills: list[str] = field(default_factory=list)
@@ -122,7 +123,9 @@ async def deliver(http: httpx.AsyncClient, run: Run, topic: str, body: dict, web
             response = await send_webhook(http, url, topic, body, secret, webhook_id=webhook_id)
             if response.status_code < 300:
                 return True
-            if 400 <= response.status_code < 500:
+            if response.status_code == 408:  # the body came too slowly (this sender stalled): not the
+                run.read_timeouts += 1       # delivery's fault; Shopify retries any non-2xx, so does this
+            elif 400 <= response.status_code < 500:
                 raise AssertionError(f"the ingest refused a valid delivery: {response.status_code} {response.text}")
         except httpx.HTTPError:
             pass
@@ -460,6 +463,7 @@ def report(args: argparse.Namespace, run: Run, v: Verdict, healed_in: float) -> 
         ("SKU-locations not converged", len(v.not_converged)), ("open exceptions of the run", len(v.open_exceptions)),
         ("manual actions needed", v.manual_actions), ("operator commands sent by the run", 0),
         ("webhook deliveries (incl. retries)", run.deliveries), ("deliveries retried (not 2xx)", run.retries),
+        ("of them 408, the body too slow for the ingest's read timeout", run.read_timeouts),
         ("orders delivered twice", run.duplicates),
         ("orders whose webhooks were never delivered (found by the reconciler)", run.undelivered),
         ("kill -9 sent", len(run.kills)),
@@ -475,7 +479,7 @@ def report(args: argparse.Namespace, run: Run, v: Verdict, healed_in: float) -> 
             console.print(f"[red]{what} ({len(items)}): {items[:20]}[/red]")
     print(json.dumps({"sent": v.sent, "in_prima": v.in_prima, "lost": len(v.lost), "doubled": len(v.doubled),
                       "not_converged": len(v.not_converged), "open_exceptions": len(v.open_exceptions),
-                      "manual_actions": v.manual_actions, "kills": len(run.kills), "processes_killed": len(set(run.kills)),
+                      "manual_actions": v.manual_actions, "read_timeouts": run.read_timeouts, "kills": len(run.kills), "processes_killed": len(set(run.kills)),
                       "processes": len(PROCESSES), "undelivered": run.undelivered,
                       "healed_in_seconds": round(healed_in, 1)}), flush=True)
     print_machine()
