@@ -131,10 +131,16 @@ class ReleasePayout(_OperatorCommand):
 class ReleaseFulfilment(_OperatorCommand):
     """Decide an order's fulfilment again after its exception was looked at (the hold released in
     Shopify, the despatch or the order put right): the fulfilment decider reads the order's
-    fulfillment orders afresh and decides again; the same despatch keeps its idempotency key."""
+    fulfillment orders afresh and decides again; the same despatch keeps its idempotency key.
+
+    `settle_despatch`: release, and settle the despatch the exception is about: what of it the
+    integration cannot fulfil in Shopify is taken as handled outside the integration (a SKU the
+    order does not hold, a line fulfilled by hand in Shopify or removed by an edit); it is decided
+    no more and the order's next despatches are decided (OrderFulfilment.DespatchSettled)."""
 
     message_type: Literal["ReleaseFulfilment"] = "ReleaseFulfilment"
     shopify_order_id: Id
+    settle_despatch: bool = False
 
 
 OperatorCommand = Annotated[

@@ -11,7 +11,8 @@ One row (readmodel.order_fulfilment) per order:
 - `despatches`: Prima's despatch notes (the first version's lines, the latest version's parcels
   with carrier, tracking number and URL), each `recorded` (not decided yet), `waiting` (nothing
   whole to fulfil yet: its parcels ride with the next fulfilment), `requested`, `fulfilled` (with
-  the fulfilment that carries it) or `exception`;
+  the fulfilment that carries it), `exception`, or `settled` (an operator released its exception
+  with --settle-despatch: handled outside the integration, with `settled_reason`);
 - `fulfilments`: each fulfilment asked of Shopify (`requested`, `created` with Shopify's id, or
   `refused`), the despatches it covers, its line quantities, its tracking (as Shopify has it,
   after any update) and its tracking updates;
@@ -38,7 +39,7 @@ from projections.base import Projection, ReadModel
 
 log = logging.getLogger("shopify_prima.projections.order_fulfilment")
 
-AWAITING_DESPATCH = "awaiting_despatch"  # nothing despatched yet
+AWAITING_DESPATCH = "awaiting_despatch"  # nothing despatched yet for the integration to fulfil (or only settled)
 DESPATCHED = "despatched"  # a despatch not decided yet (the order's lines or fulfillment orders not read yet)
 WAITING = "waiting"  # despatched, nothing whole (line or bundle) to fulfil yet
 FULFILMENT_REQUESTED = "fulfilment_requested"  # a fulfilment asked of Shopify, its answer not in yet
@@ -54,7 +55,7 @@ ORDER_FULFILMENT = ReadModel(
     states=(AWAITING_DESPATCH, DESPATCHED, WAITING, FULFILMENT_REQUESTED, PARTLY_FULFILLED, FULFILLED, EXCEPTION),
     exception_kinds=EXCEPTION_KINDS,
 )
-DESPATCH_STATUSES = ("recorded", "waiting", "requested", "fulfilled", "exception")
+DESPATCH_STATUSES = ("recorded", "waiting", "requested", "fulfilled", "exception", "settled")
 FULFILMENT_STATUSES = ("requested", "created", "refused")
 
 _JSON_COLUMNS = ("lines", "despatches", "fulfilments", "fulfillment_orders", "exception", "released_exceptions")
@@ -62,19 +63,24 @@ _COLUMNS = ("shopify_order_id", "state", *_JSON_COLUMNS, "tracking_numbers", "fu
             "exception_kind", "opened_at", "updated_at", "last_event_version")
 
 
-def release_command(shopify_order_id: int) -> str:
-    return f"shopify-prima fulfilment release {shopify_order_id}"
+def release_command(shopify_order_id: int, settle_despatch: bool = False) -> str:
+    return f"shopify-prima fulfilment release {shopify_order_id}" + (" --settle-despatch" if settle_despatch else "")
 
 
 def action(kind: str, shopify_order_id: int) -> str:
-    """What the operator does about an exception of this kind."""
+    """What the operator does about an exception of this kind: release it once its cause is
+    fixed; a despatch the integration cannot fulfil however often it is released (a SKU not on
+    the order, a line fulfilled by hand or removed) is released settling the despatch."""
     release = release_command(shopify_order_id)
+    settle = (f"; or, if what the despatch shipped is (or will be) fulfilled by hand in Shopify, "
+              f"`{release_command(shopify_order_id, settle_despatch=True)}` settles the despatch and decides the "
+              f"order's next despatches")
     if kind == "sku_not_on_order":
-        return (f"the despatch names a SKU no line of the order holds: put the order or the despatch right in "
-                f"Prima, then `{release}`")
+        return (f"the despatch names a SKU no line of the order holds: put the order right (a corrected note keeps "
+                f"the first version's lines), then `{release}`{settle}")
     if kind == "cannot_allocate":
         return (f"Shopify's fulfillment orders cannot take the despatch (on hold, closed, a line removed or already "
-                f"fulfilled): release the hold or fix the order in Shopify, then `{release}`")
+                f"fulfilled): release the hold or fix the order in Shopify, then `{release}`{settle}")
     if kind == "tracking_refused":
         return f"Shopify refused the tracking update: check the fulfilment in Shopify, then `{release}` sends it again"
     return (f"Shopify refused the fulfilment: deal with its userErrors in Shopify (a hold, the quantities), then "
@@ -201,7 +207,8 @@ def apply_event(row: dict[str, Any], e: Any) -> None:
                 "despatch_id": e.despatch_id, "version": e.version, "change_id": e.change_id,
                 "sales_order_number": e.sales_order_number, "despatched_at": _iso(e.despatched_at),
                 "lines": [u.model_dump(mode="json") for u in e.lines], "parcels": parcels, "status": "recorded",
-                "fulfilment_id": None, "waiting_reason": None, "recorded_at": _iso(e.timestamp)})
+                "fulfilment_id": None, "waiting_reason": None, "settled_reason": None,
+                "recorded_at": _iso(e.timestamp)})
         else:  # a later version: new tracking; what was shipped stays the note's first statement
             known.update(version=e.version, change_id=e.change_id, parcels=parcels)
     elif t == "NothingFulfillable":
@@ -274,6 +281,10 @@ def apply_event(row: dict[str, Any], e: Any) -> None:
         for despatch in row["despatches"]:
             if despatch["status"] == "exception":
                 despatch["status"] = "recorded"  # decided again
+    elif t == "DespatchSettled":
+        despatch = _despatch(row, e.despatch_id)
+        if despatch is not None:
+            despatch.update(status="settled", settled_reason=e.reason)
 
 
 def fully_fulfilled(row: dict[str, Any]) -> bool:
@@ -294,9 +305,9 @@ def state_of(row: dict[str, Any]) -> str:
         return PARTLY_FULFILLED
     if any(d["status"] == "recorded" for d in row["despatches"]):
         return DESPATCHED
-    if row["despatches"]:
+    if any(d["status"] == "waiting" for d in row["despatches"]):
         return WAITING
-    return AWAITING_DESPATCH
+    return AWAITING_DESPATCH  # nothing despatched, or only despatches settled outside the integration
 
 
 # ------------------------------------------------------------------------------ reading it

@@ -155,9 +155,19 @@ class FulfilmentReleased(_FulfilmentEvent):
     previous: FulfilmentProblem
 
 
+class DespatchSettled(_FulfilmentEvent):
+    """An operator released the exception of this despatch and settled it (ReleaseFulfilment with
+    settle_despatch): what it shipped is taken as handled outside the integration; it gives no
+    fulfilment, and the order's next despatches are decided."""
+
+    event_type: Literal["OrderFulfilment.DespatchSettled"] = "OrderFulfilment.DespatchSettled"
+    despatch_id: str
+    reason: str  # "settled by <operator>: <the exception's reason>"
+
+
 FulfilmentEvent = Annotated[
     FulfilmentOpened | OrderLinesRecorded | FulfillmentOrdersRead | DespatchRecorded | NothingFulfillable
     | FulfilmentRequested | FulfilmentRecorded | FulfilmentExceptionRaised | TrackingUpdateRequested
-    | TrackingRecorded | FulfilmentReleased,
+    | TrackingRecorded | FulfilmentReleased | DespatchSettled,
     Field(discriminator="event_type"),
 ]

@@ -48,7 +48,7 @@ class HandleResult:
 
 
 DECISIONS = ("NothingFulfillable", "FulfilmentRequested", "ExceptionRaised", "TrackingUpdateRequested",
-             "FulfilmentCreated", "TrackingUpdated", "Released")
+             "FulfilmentCreated", "TrackingUpdated", "Released", "DespatchSettled")
 
 
 class FulfilmentApplication(BatchApplication):
@@ -94,7 +94,8 @@ class FulfilmentApplication(BatchApplication):
         elif isinstance(fact, FulfillmentOrdersStated):
             changed = fulfilment.record_fulfillment_orders(fact.fulfillment_orders, fact.read_at, now, policy)
         elif isinstance(fact, FulfilmentReleaseRequested):
-            changed = fulfilment.release(fact.released_by, fact.fulfillment_orders, fact.read_at, now, policy)
+            changed = fulfilment.release(fact.released_by, fact.fulfillment_orders, fact.read_at, now, policy,
+                                         settle=fact.settle)
             (result.released if changed else result.refused_releases).append(fact.shopify_order_id)
         else:
             changed = fulfilment.record_outcome(fact, now, policy)

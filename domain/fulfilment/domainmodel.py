@@ -25,6 +25,13 @@ decided for the order until an operator releases it with a fresh read of the ful
 when the despatch is decided again (a new command id, the same idempotency key). A despatch
 never gives a second fulfilment: once created, its command's outcomes are redeliveries.
 
+Settled: an exception that cannot clear (a SKU the order does not hold, which a later version of
+the note cannot change; a line fulfilled by hand in Shopify or removed by an edit, so nothing is
+left) is released with `settle`: the exception's despatch, while undecided, is taken as handled
+outside the integration (DespatchSettled). It is decided no more, its units are no longer
+attributed (a later despatch of the same line is not taken for it), and the order's next
+despatches are decided.
+
 Events carry the domain's values (domain/fulfilment/values.py); replaying them gives the same
 state.
 """
@@ -92,6 +99,7 @@ class OrderFulfilment(Aggregate):
         self.despatches: dict[str, Despatch] = {}  # despatch id -> the latest version, in arrival order
         self.undecided: list[str] = []  # despatches not yet fulfilled nor found to fulfil nothing
         self.waiting: list[str] = []  # despatches that fulfilled nothing: their parcels ride with the next
+        self.settled: list[str] = []  # despatches an operator took as handled outside the integration
         self.pending: CreateFulfilment | None = None
         self.pending_tracking: UpdateFulfilmentTracking | None = None
         self.fulfilment_ids: dict[str, str] = {}  # despatch id -> Shopify's fulfilment id
@@ -183,6 +191,11 @@ class OrderFulfilment(Aggregate):
     def _released(self, released_by: str, previous: FulfilmentException) -> None:
         self.exception = None
 
+    @event("DespatchSettled")
+    def _despatch_settled(self, despatch_id: str, reason: str) -> None:
+        self.undecided.remove(despatch_id)
+        self.settled.append(despatch_id)
+
     # -- what is known ------------------------------------------------------------------------
 
     @property
@@ -264,12 +277,19 @@ class OrderFulfilment(Aggregate):
         return True
 
     def release(self, released_by: str, orders: tuple[FulfillmentOrder, ...], read_at: datetime, now: datetime,
-                policy: FulfilmentPolicy = DEFAULT_POLICY) -> bool:
+                policy: FulfilmentPolicy = DEFAULT_POLICY, settle: bool = False) -> bool:
         """An operator re-drives the exception (the hold released, the quantities fixed): decide
-        again from a fresh read of the fulfillment orders."""
-        if self.exception is None:
+        again from a fresh read of the fulfillment orders. With `settle`, the exception's despatch
+        is taken as handled outside the integration first, if it is still undecided (that of a
+        sku_not_on_order, cannot_allocate or refused_by_shopify exception; a tracking_refused
+        exception's despatch is fulfilled already: its tracking is sent again)."""
+        exception = self.exception
+        if exception is None:
             return False
-        self._released(released_by=released_by, previous=self.exception)
+        self._released(released_by=released_by, previous=exception)
+        if settle and exception.despatch_id in self.undecided:
+            self._despatch_settled(despatch_id=exception.despatch_id,
+                                   reason=f"settled by {released_by}: {exception.reason}")
         if self.pending is None:  # a read while a create is in flight may or may not include it
             self._orders_read(fulfillment_orders=tuple(orders), read_at=read_at)
         self._decide(now, policy)
@@ -283,7 +303,8 @@ class OrderFulfilment(Aggregate):
             return
         while self.undecided:
             despatch_id = self.undecided[0]
-            counted = [d for d_id, d in self.despatches.items() if d_id not in self.undecided or d_id == despatch_id]
+            counted = [d for d_id, d in self.despatches.items()
+                       if (d_id not in self.undecided or d_id == despatch_id) and d_id not in self.settled]
             attribution = attribute(counted, self.lines)
             unknown = sorted({sku for d_id, sku in attribution.unknown if d_id == despatch_id})
             if unknown:

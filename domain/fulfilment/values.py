@@ -240,12 +240,14 @@ class FulfillmentOrdersStated:
 
 @dataclass(frozen=True)
 class FulfilmentReleaseRequested:
-    """An operator re-drives the order's exception, with a fresh read of its fulfillment orders."""
+    """An operator re-drives the order's exception, with a fresh read of its fulfillment orders;
+    `settle`: and takes the exception's despatch as handled outside the integration."""
 
     shopify_order_id: int
     released_by: str
     fulfillment_orders: tuple[FulfillmentOrder, ...]
     read_at: datetime
+    settle: bool = False
 
 
 FulfilmentFact = (Despatch | OrderLinesStated | FulfillmentOrdersStated | FulfilmentOutcome

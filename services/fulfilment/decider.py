@@ -164,7 +164,8 @@ class FulfilmentDecider:
         if isinstance(message, ReleaseFulfilment):
             return FulfilmentReleaseRequested(shopify_order_id=message.shopify_order_id,
                                               released_by=message.requested_by,
-                                              fulfillment_orders=orders[message.shopify_order_id], read_at=read_at)
+                                              fulfillment_orders=orders[message.shopify_order_id], read_at=read_at,
+                                              settle=message.settle_despatch)
         if getattr(message, "message_type", None) == "OrderEvent":
             return None  # the order flow's other events: not the fulfilment's business
         return translate.outcome(message)

@@ -54,6 +54,8 @@ ROUTES: dict[str, list[Route[int]]] = {
         "command_id": e.command_id, "occurred_at": e.occurred_at})],
     "OrderFulfilment.Released": [_published(wire.FulfilmentReleased, lambda e: {
         "released_by": e.released_by, "previous": translate.problem(e.previous)})],
+    "OrderFulfilment.DespatchSettled": [_published(wire.DespatchSettled, lambda e: {
+        "despatch_id": e.despatch_id, "reason": e.reason})],
 }
 
 

@@ -50,7 +50,8 @@ def render(console: Console, f: dict[str, Any], when: Any) -> None:
         for d in f["despatches"]:
             parcels = "; ".join(f"{p['carrier']} {p['tracking_number'] or '(no number yet)'}"
                                 + (f" {p['tracking_url']}" if p.get("tracking_url") else "") for p in d["parcels"])
-            status = d["status"] + (f" ({d['waiting_reason']})" if d["status"] == "waiting" else "")
+            reason = {"waiting": d["waiting_reason"], "settled": d.get("settled_reason")}.get(d["status"])
+            status = d["status"] + (f" ({reason})" if reason else "")
             table.add_row(d["despatch_id"], str(d["version"]), when(d["despatched_at"]), _units(d["lines"]),
                           parcels or "-", status, d["fulfilment_id"] or "-")
         console.print(table)
@@ -111,18 +112,27 @@ def fulfilment_exceptions(status: str = typer.Option("open", help="open, resolve
 @fulfilment_app.command("release")
 def fulfilment_release(shopify_order_id: int, by: str = typer.Option(None, help="who releases it ($USER)"),
                        wait: float = typer.Option(10.0, help="seconds to wait for the exception to clear (0: do not "
-                                                             "wait)")) -> None:
+                                                             "wait)"),
+                       settle_despatch: bool = typer.Option(
+                           False, "--settle-despatch",
+                           help="also settle the exception's despatch: what the integration cannot fulfil of it is "
+                                "taken as handled outside it (fulfilled by hand in Shopify); the order's next "
+                                "despatches are decided")) -> None:
     """Decide an order's fulfilment again once its exception was dealt with (the hold released in
     Shopify, the despatch or the order put right). Sends ReleaseFulfilment to the fulfilment
-    decider, which reads the fulfillment orders afresh; the same despatch keeps its idempotency key."""
+    decider, which reads the fulfillment orders afresh; the same despatch keeps its idempotency key.
+    An exception no release can clear (a SKU not on the order, a line fulfilled by hand in Shopify
+    or removed) is released with --settle-despatch."""
     cli = _cli()
     before = cli._get(f"/fulfilments/{shopify_order_id}")
     if before["exception"] is None:
         cli.console.print(f"[yellow]order {shopify_order_id}'s fulfilment is {before['state']} with no open "
                           "exception: nothing to release[/yellow]")
         raise typer.Exit(1)
-    accepted = cli._post(f"/fulfilments/{shopify_order_id}/release", requested_by=by or cli.USER)
-    cli.console.print(f"release of order {shopify_order_id}'s fulfilment sent (command {accepted['command_id']})")
+    accepted = cli._post(f"/fulfilments/{shopify_order_id}/release", requested_by=by or cli.USER,
+                         settle_despatch=settle_despatch)
+    cli.console.print(f"release of order {shopify_order_id}'s fulfilment"
+                      f"{', settling its despatch,' if settle_despatch else ''} sent (command {accepted['command_id']})")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         now = cli._get(f"/fulfilments/{shopify_order_id}")

@@ -5,7 +5,8 @@ ReleaseFulfilment, which the fulfilment decider handles (it reads the order's fu
 afresh and decides again; the same despatch keeps its idempotency key).
 
 Reads: GET /fulfilments (by state), GET /fulfilments/{shopify_order_id}.
-Writes (202, an operator command): POST /fulfilments/{shopify_order_id}/release.
+Writes (202, an operator command): POST /fulfilments/{shopify_order_id}/release (with
+`settle_despatch=true`: and settle the exception's despatch, handled outside the integration).
 Registered by services/ops/api.py (`register`).
 """
 
@@ -90,9 +91,12 @@ def register(app: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]], st
 
     @app.post("/fulfilments/{shopify_order_id}/release", status_code=202, dependencies=auth)
     async def release_fulfilment(request: Request, shopify_order_id: int = Path(ge=1, le=MAX_ORDER_ID),
-                                 requested_by: str = Query("ops-api", max_length=200)) -> Any:
+                                 requested_by: str = Query("ops-api", max_length=200),
+                                 settle_despatch: bool = Query(False)) -> Any:
         """The order's fulfilment exception was dealt with (the hold released in Shopify, the
-        despatch or the order put right): the fulfilment decider decides it again."""
+        despatch or the order put right): the fulfilment decider decides it again. With
+        `settle_despatch`, the exception's despatch is settled (what the integration cannot fulfil
+        of it taken as handled outside it) and the order's next despatches are decided."""
         kind = await request.app.state.pool.fetchrow(
             "SELECT state, exception_kind FROM readmodel.order_fulfilment WHERE shopify_order_id = $1",
             shopify_order_id)
@@ -101,6 +105,9 @@ def register(app: FastAPI, send: Callable[[Any, bytes, str], Awaitable[Any]], st
         if kind["exception_kind"] is None:
             raise HTTPException(409, f"order {shopify_order_id}'s fulfilment is {kind['state']} with no open "
                                      "exception: nothing to release")
-        command = ReleaseFulfilment(shopify_order_id=shopify_order_id, **stamp(requested_by))
+        command = ReleaseFulfilment(shopify_order_id=shopify_order_id, settle_despatch=settle_despatch,
+                                    **stamp(requested_by))
         return await send(command, order_key(shopify_order_id),
-                          "the fulfilment decider reads the fulfillment orders again and decides the order again")
+                          ("the fulfilment decider settles the exception's despatch, " if settle_despatch else
+                           "the fulfilment decider ")
+                          + "reads the fulfillment orders again and decides the order again")

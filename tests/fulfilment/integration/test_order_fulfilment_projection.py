@@ -3,8 +3,9 @@ the OrderFulfilment aggregate's events (contracts/fulfilment/events.py) as the p
 delivers them (one batch, the offsets after the stored position): a despatch in two parcels is
 one fulfilment with two tracking numbers; a partial despatch and the rest are two fulfilments
 and the order fully fulfilled; a refusal is an exception until released, then the re-created
-fulfilment clears it; tracking added later updates the fulfilment's numbers; an event delivered
-again is applied once; a rebuild from offset zero gives the same rows."""
+fulfilment clears it; tracking added later updates the fulfilment's numbers; a despatch settled
+outside the integration no longer holds the row, and the next despatch is fulfilled; an event
+delivered again is applied once; a rebuild from offset zero gives the same rows."""
 
 from __future__ import annotations
 
@@ -166,6 +167,23 @@ def tracking_later(shopify_order_id: int = 7004) -> Fulfilment:
     return f
 
 
+def settled_then_next(shopify_order_id: int = 7006, *, then: bool = True) -> Fulfilment:
+    """A despatch of a SKU not on the order; released settling it (ReleaseFulfilment with
+    settle_despatch); the next despatch (the tees) is fulfilled."""
+    f = Fulfilment(shopify_order_id)
+    f.despatch("D-1", {"LAMP": 1}, ["TRK-L"])
+    f.event("ExceptionRaised", exception={"kind": ExceptionKind.SKU_NOT_ON_ORDER, "despatch_id": "D-1",
+                                          "reason": "despatched SKUs no line of the order holds: LAMP"})
+    f.released()
+    f.event("DespatchSettled", despatch_id="D-1",
+            reason="settled by jo@ops: despatched SKUs no line of the order holds: LAMP")
+    f.orders_read()
+    if then:
+        f.despatch("D-2", {"TEE": 2}, ["TRK-T"])
+        f.created(f.request("D-2", {LINE_TEE: 2}, ["TRK-T"]), 941)
+    return f
+
+
 # ------------------------------------------------------------------------------------- fixtures
 
 
@@ -316,6 +334,30 @@ async def test_given_tracking_added_later_when_updated_then_the_fulfilment_has_b
         ("updated", "prima-despatch:D-1:v2")]
     [despatch] = row["despatches"]
     assert despatch["version"] == 2 and [p["tracking_number"] for p in despatch["parcels"]] == ["TRK-X", "TRK-Y"]
+
+
+async def test_given_a_despatch_settled_when_released_then_it_holds_the_row_no_more_and_the_next_is_fulfilled(pool):
+    projection = OrderFulfilmentProjection(pool)
+    held = settled_then_next(then=False)
+    raised = next(i for i, e in enumerate(held.events) if e.event_type == "OrderFulfilment.ExceptionRaised")
+
+    await project(projection, held.events[:raised + 1])
+    before = await fulfilment_of(pool, 7006)
+    await project(projection, held.events[raised + 1:])
+    settled = await fulfilment_of(pool, 7006)
+    await project(projection, settled_then_next().events[len(held.events):])
+    row = await fulfilment_of(pool, 7006)
+
+    assert (before["state"], before["exception_kind"]) == ("exception", "sku_not_on_order")
+    assert "`shopify-prima fulfilment release 7006 --settle-despatch`" in before["exception"]["action"]
+    assert (settled["state"], settled["exception"], settled["exception_kind"]) == ("awaiting_despatch", None, None)
+    [despatch] = settled["despatches"]
+    assert (despatch["status"], despatch["settled_reason"]) == (
+        "settled", "settled by jo@ops: despatched SKUs no line of the order holds: LAMP")
+    assert [(x["kind"], x["released_by"]) for x in settled["released_exceptions"]] == [("sku_not_on_order", "jo@ops")]
+    assert (row["state"], row["tracking_numbers"]) == ("partly_fulfilled", ["TRK-T"])
+    assert [(d["despatch_id"], d["status"], d["fulfilment_id"]) for d in row["despatches"]] == [
+        ("D-1", "settled", None), ("D-2", "fulfilled", "gid://shopify/Fulfillment/941")]
 
 
 @pytest.mark.parametrize("projection_type", [OrderFulfilmentProjection, WithoutVersionDedupe],

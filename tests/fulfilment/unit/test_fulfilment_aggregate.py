@@ -360,3 +360,79 @@ def test_given_a_release_while_a_create_is_in_flight_then_its_read_is_not_taken_
     assert fulfilment.exception is None
     assert creates(app)[-1].despatch_id == "DN-3" and creates(app)[-1].line_quantities == (LineQuantity(MUG_LINE, 1),)
     replayed(app, fulfilment)
+
+
+def settled(app) -> list[OrderFulfilment.DespatchSettled]:
+    return [e for e in app.events.get(OrderFulfilment.create_id(ORDER)) if isinstance(e, OrderFulfilment.DespatchSettled)]
+
+
+def test_given_a_despatch_of_a_sku_not_on_the_order_when_settled_then_the_next_despatch_is_fulfilled(app):
+    # issue 10 review: a corrected note (version 2) keeps the first version's lines, so a release
+    # raised the same exception again and every later despatch of the order waited behind it
+    fulfilment = opened(app)
+    fulfilment.record_despatch(despatch("DN-1", ("MUG", 2), ("LAMP", 1)), now=later(1))
+    assert fulfilment.exception.kind == ExceptionKind.SKU_NOT_ON_ORDER
+    fulfilment.record_despatch(despatch("DN-2", ("TEE", 1), parcels=(parcel(1, tracking="RM2"),)), now=later(2))
+    assert fulfilment.release("ops@example.com", whole_order_open(), read_at=later(3), now=later(3), settle=True)
+    app.save(fulfilment)
+    [event] = settled(app)
+    assert event.despatch_id == "DN-1"
+    assert event.reason == "settled by ops@example.com: despatched SKUs no line of the order holds: LAMP"
+    assert fulfilment.exception is None and fulfilment.settled == ["DN-1"] and fulfilment.undecided == ["DN-2"]
+    [command] = creates(app)
+    assert command.despatch_id == "DN-2" and command.line_quantities == (LineQuantity(TEE_LINE, 1),)
+    assert command.covers == ("DN-2",) and command.tracking.numbers == ("RM2",)
+    assert created(fulfilment, app, "gid://shopify/Fulfillment/1")
+    assert fulfilment.undecided == [] and fulfilment.fulfilment_ids == {"DN-2": "gid://shopify/Fulfillment/1"}
+    replayed(app, fulfilment)
+
+
+def test_given_a_line_fulfilled_by_hand_in_shopify_when_released_it_is_raised_again_and_settled_the_next_is_fulfilled(app):
+    # issue 10 review: the merchant fulfilled the mugs by hand; the despatch of the mugs can never
+    # be allocated (nothing left), and a release raised it again
+    by_hand = (fulfillment_order(1, (MUG_LINE, 0), (TEE_LINE, 1), (SET_LINE, 2), status="IN_PROGRESS"),)
+    fulfilment = opened(app, by_hand)
+    fulfilment.record_despatch(despatch("DN-1", ("MUG", 2)), now=later(1))
+    assert fulfilment.exception.kind == ExceptionKind.CANNOT_ALLOCATE
+    assert fulfilment.exception.reason.startswith(f"line {MUG_LINE}: 2 to fulfil, 0 fulfillable: nothing left to fulfil")
+    assert fulfilment.release("ops@example.com", by_hand, read_at=later(2), now=later(2))
+    assert fulfilment.exception.kind == ExceptionKind.CANNOT_ALLOCATE and fulfilment.exception.despatch_id == "DN-1"
+    fulfilment.record_despatch(despatch("DN-2", ("TEE", 1), parcels=(parcel(1, tracking="RM2"),)), now=later(3))
+    assert fulfilment.release("ops@example.com", by_hand, read_at=later(4), now=later(4), settle=True)
+    app.save(fulfilment)
+    [event] = settled(app)
+    assert event.despatch_id == "DN-1" and event.reason.startswith(f"settled by ops@example.com: line {MUG_LINE}: 2 to fulfil")
+    # the settled mugs are not counted: the tee's despatch is not taken for them
+    [command] = creates(app)
+    assert command.despatch_id == "DN-2" and command.line_quantities == (LineQuantity(TEE_LINE, 1),)
+    assert created(fulfilment, app, "gid://shopify/Fulfillment/1")
+    assert fulfilment.exception is None and fulfilment.fulfilled == {str(TEE_LINE): 1}
+    replayed(app, fulfilment)
+
+
+def test_given_a_tracking_update_refused_when_released_with_settle_then_the_tracking_is_sent_again_and_nothing_settled(app):
+    fulfilment = opened(app)
+    fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking=""),)), now=later(1))
+    created(fulfilment, app, "gid://shopify/Fulfillment/1")
+    fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking="RM1"),), version=2),
+                               now=later(6))
+    first = fulfilment.pending_tracking
+    assert fulfilment.record_outcome(TrackingUpdateRefusedByShopify(ORDER, first.command_id, ("try again",), later(7)),
+                                     now=later(7))
+    assert fulfilment.release("ops@example.com", fulfilment.fulfillment_orders, read_at=later(8), now=later(8),
+                              settle=True)
+    app.save(fulfilment)
+    assert settled(app) == [] and fulfilment.settled == [] and fulfilment.exception is None
+    assert len(updates(app)) == 2 and updates(app)[1].tracking.numbers == ("RM1",)
+    assert fulfilment.fulfilment_ids == {"DN-1": "gid://shopify/Fulfillment/1"}
+    replayed(app, fulfilment)
+
+
+def test_given_a_settle_release_in_a_batch_when_handled_then_the_despatch_is_settled_and_counted_as_decided(app):
+    opened(app)
+    note = despatch("DN-1", ("LAMP", 1))
+    app.handle([note], now=later(1), policy=POLICY)
+    result = app.handle([FulfilmentReleaseRequested(ORDER, "ops@example.com", whole_order_open(), later(2), settle=True)],
+                        now=later(2), policy=POLICY)
+    assert result.released == [ORDER] and result.decided == {"Released": 1, "DespatchSettled": 1}
+    assert app.find_fulfilment(ORDER).settled == ["DN-1"]

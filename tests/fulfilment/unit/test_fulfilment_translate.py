@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import inspect
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 
+from contracts.fulfilment import events as wire_events
+from contracts.platform import ReleaseFulfilment
 from contracts.prima.sales_orders import (
     SalesOrderDraft,
     SalesOrderLine,
@@ -19,8 +22,9 @@ from contracts.prima.sales_orders import (
 from contracts.shopify.fulfilments import CreateFulfilment
 from domain.fulfilment.application import FulfilmentApplication
 from domain.fulfilment.domainmodel import OrderFulfilment
-from domain.fulfilment.values import Component, OrderLineRecord
+from domain.fulfilment.values import Component, FulfilmentReleaseRequested, OrderLineRecord
 from services.fulfilment import translate
+from services.fulfilment.decider import FulfilmentDecider
 from services.fulfilment.outbox import ROUTES
 from services.platform.outbox import Relay, RelayTable
 from tests.fulfilment.builders import (
@@ -138,3 +142,32 @@ def test_every_event_the_aggregate_records_has_a_route_and_relays_as_its_contrac
     assert all(m.key == str(ORDER).encode() for m in messages)
     command = messages[-1].message
     assert command.command_id == fulfilment.pending.command_id and command.shopify_order_id == ORDER
+
+
+def test_a_settled_despatch_relays_as_despatch_settled_with_its_reason():
+    app = FulfilmentApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    fulfilment = OrderFulfilment(ORDER)
+    fulfilment.record_lines(translate.lines_stated(ORDER, wire_draft(), T0).lines, T0)
+    fulfilment.record_fulfillment_orders(whole_order_open(), T0, T0)
+    fulfilment.record_despatch(despatch("DN-000001", ("LAMP", 1)), T0)
+    fulfilment.release("ops@example.com", whole_order_open(), T0, T0, settle=True)
+    app.save(fulfilment)
+    table = RelayTable(name="t", lock="t", application=lambda s: app, routes=ROUTES,
+                       subject_of=lambda first: first.shopify_order_id)
+    relay = Relay(table, settings=None, broker=None, app=app)  # type: ignore[arg-type]
+    messages = [m.message for n in app.recorder.select_notifications(1, 100) for m in relay.messages(n)]
+    [settled] = [m for m in messages if m.event_type == "OrderFulfilment.DespatchSettled"]
+    assert isinstance(settled, wire_events.DespatchSettled) and settled.shopify_order_id == ORDER
+    assert settled.despatch_id == "DN-000001"
+    assert settled.reason == "settled by ops@example.com: despatched SKUs no line of the order holds: LAMP"
+    assert [m.event_type for m in messages][-3:] == ["OrderFulfilment.Released", "OrderFulfilment.DespatchSettled",
+                                                     "OrderFulfilment.FulfillmentOrdersRead"]
+
+
+@pytest.mark.parametrize("settle", [False, True])
+def test_the_operators_release_becomes_a_release_fact_that_settles_only_when_asked(settle):
+    release = ReleaseFulfilment(command_id=uuid4(), requested_by="jo@ops", requested_at=T0, shopify_order_id=ORDER,
+                                **({"settle_despatch": True} if settle else {}))
+    fact = FulfilmentDecider._fact(release, {ORDER: whole_order_open()}, T0)
+    assert fact == FulfilmentReleaseRequested(shopify_order_id=ORDER, released_by="jo@ops",
+                                              fulfillment_orders=whole_order_open(), read_at=T0, settle=settle)

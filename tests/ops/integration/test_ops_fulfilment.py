@@ -3,7 +3,8 @@ services/ops/fulfilment_cli.py) on a scratch database whose fulfilment read mode
 its projection from the OrderFulfilment events of tests/fulfilment (the seeded order 42 held by
 a refused fulfilment; order 7001 fulfilled in two parcels): an order's page carries its
 fulfilment, the fulfilment exceptions are listed with every other exception, and a release is
-one ReleaseFulfilment command, only for a fulfilment that holds an exception."""
+one ReleaseFulfilment command, only for a fulfilment that holds an exception (settling its
+despatch when asked)."""
 
 from __future__ import annotations
 
@@ -105,16 +106,20 @@ async def test_release_is_one_command_for_a_held_fulfilment_and_refused_otherwis
     before = await tap.ends()
 
     accepted = api.post(f"/fulfilments/{ORDER_ID}/release", params={"requested_by": "jo@ops"})
-    fulfilled = api.post("/fulfilments/7001/release")
+    settling = api.post(f"/fulfilments/{ORDER_ID}/release", params={"requested_by": "jo@ops", "settle_despatch": "true"})
+    fulfilled = api.post("/fulfilments/7001/release", params={"settle_despatch": "true"})
     unknown = api.post("/fulfilments/7999/release")
 
     assert accepted.status_code == 202, accepted.text
+    assert settling.status_code == 202, settling.text
     assert accepted.json()["message_type"] == "ReleaseFulfilment"
     assert (fulfilled.status_code, unknown.status_code) == (409, 404)
-    [record] = await tap.since(before)
+    record, settled = await tap.since(before)
     assert type(record.message) is ReleaseFulfilment and record.key == b"42"
     assert (record.message.shopify_order_id, record.message.requested_by, str(record.message.command_id)) == (
         ORDER_ID, "jo@ops", accepted.json()["command_id"])
+    assert record.message.settle_despatch is False
+    assert (settled.message.settle_despatch, str(settled.message.command_id)) == (True, settling.json()["command_id"])
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -168,6 +173,14 @@ def test_fulfilment_exceptions_list_and_release_commands(run_cli, fulfilments, t
     assert "release of order 42's fulfilment sent" in released.output
     [record] = asyncio.run(tap.since(before))
     assert type(record.message) is ReleaseFulfilment and record.message.requested_by == "jo@ops"
+    assert record.message.settle_despatch is False
+
+    before = asyncio.run(tap.ends())
+    settling = run_cli("fulfilment", "release", str(ORDER_ID), "--settle-despatch", "--by", "jo@ops", "--wait", "0")
+    assert settling.exit_code == 0, settling.output
+    assert "release of order 42's fulfilment, settling its despatch, sent" in settling.output
+    [record] = asyncio.run(tap.since(before))
+    assert type(record.message) is ReleaseFulfilment and record.message.settle_despatch is True
 
     nothing = run_cli("fulfilment", "release", "7001", "--wait", "0")
     assert nothing.exit_code == 1 and "nothing to release" in nothing.output
