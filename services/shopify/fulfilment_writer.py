@@ -55,6 +55,7 @@ from contracts.shopify.fulfilments import (
     TrackingInfo,
     UpdateFulfilmentTracking,
 )
+from contracts.shopify.payouts import gid_number
 from services.platform.metrics import FULFILMENT_CREATE_CALLS, FULFILMENT_WRITES
 from services.platform.runner import backoff
 from services.platform.settings import Settings
@@ -128,9 +129,10 @@ def user_error_texts(errors: Iterable[Any]) -> tuple[str, ...]:
 
 
 def line_item_number(gid: Any) -> int | None:
+    """The LineItem's number, None when the gid has none (contracts.shopify.payouts.gid_number)."""
     try:
-        return int(str(gid).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
-    except (TypeError, ValueError):
+        return gid_number(gid)
+    except ValueError:
         return None
 
 

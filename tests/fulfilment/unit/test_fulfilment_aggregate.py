@@ -256,15 +256,21 @@ def test_given_tracking_added_later_to_a_fulfilled_parcel_then_a_tracking_update
     replayed(app, fulfilment)
 
 
-def test_given_a_tracking_update_refused_when_released_then_sent_again(app):
+def tracking_refused(app, user_error: str) -> tuple[OrderFulfilment, UpdateFulfilmentTracking]:
+    """An order fulfilled without tracking, whose later tracking update Shopify refused."""
     fulfilment = opened(app)
     fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking=""),)), now=later(1))
     created(fulfilment, app, "gid://shopify/Fulfillment/1")
     fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking="RM1"),), version=2),
                                now=later(6))
     first = fulfilment.pending_tracking
-    assert fulfilment.record_outcome(TrackingUpdateRefusedByShopify(ORDER, first.command_id, ("Fulfillment does not exist.",),
-                                                                    later(7)), now=later(7))
+    assert fulfilment.record_outcome(TrackingUpdateRefusedByShopify(ORDER, first.command_id, (user_error,), later(7)),
+                                     now=later(7))
+    return fulfilment, first
+
+
+def test_given_a_tracking_update_refused_when_released_then_sent_again(app):
+    fulfilment, first = tracking_refused(app, "Fulfillment does not exist.")
     assert fulfilment.exception.kind == ExceptionKind.TRACKING_REFUSED
     assert fulfilment.release("ops@example.com", fulfilment.fulfillment_orders, read_at=later(8), now=later(8))
     app.save(fulfilment)
@@ -411,14 +417,7 @@ def test_given_a_line_fulfilled_by_hand_in_shopify_when_released_it_is_raised_ag
 
 
 def test_given_a_tracking_update_refused_when_released_with_settle_then_the_tracking_is_sent_again_and_nothing_settled(app):
-    fulfilment = opened(app)
-    fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking=""),)), now=later(1))
-    created(fulfilment, app, "gid://shopify/Fulfillment/1")
-    fulfilment.record_despatch(despatch("DN-1", *EVERYTHING, parcels=(parcel(1, tracking="RM1"),), version=2),
-                               now=later(6))
-    first = fulfilment.pending_tracking
-    assert fulfilment.record_outcome(TrackingUpdateRefusedByShopify(ORDER, first.command_id, ("try again",), later(7)),
-                                     now=later(7))
+    fulfilment, _ = tracking_refused(app, "try again")
     assert fulfilment.release("ops@example.com", fulfilment.fulfillment_orders, read_at=later(8), now=later(8),
                               settle=True)
     app.save(fulfilment)
