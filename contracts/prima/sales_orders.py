@@ -76,6 +76,16 @@ class ShipTo(_Frozen):
     phone: Code | None = None
 
 
+class SalesOrderPayment(_Frozen):
+    """How the order was paid (domain/orders/sales_order.py `payments_of`). Prima's OM link
+    records it on the order (OrderPaymentData); the REST contract carries none, so the REST
+    adapter leaves it out of the body."""
+
+    gateway: Code  # Shopify's payment gateway name
+    amount: Amount
+    transaction_id: Code | None = None
+
+
 class SalesOrderDraft(_Frozen):
     external_reference: Code  # the Shopify order id
     order_name: Code
@@ -87,6 +97,7 @@ class SalesOrderDraft(_Frozen):
     shipping: SalesOrderShipping | None = None
     totals: SalesOrderTotals
     ship_to: ShipTo | None = None
+    payments: Lines(SalesOrderPayment) = ()
 
 
 class CreateSalesOrder(_Frozen):

@@ -28,6 +28,7 @@ from domain.orders.values import (
     SalesOrder,
     SalesOrderLine,
     SalesOrderLineKind,
+    SalesOrderPayment,
     SalesOrderShipping,
     SalesOrderTotals,
 )
@@ -100,7 +101,37 @@ def build_sales_order(order: OrderSnapshot, lines: tuple[MappedLine, ...], refun
         shipping=shipping,
         totals=SalesOrderTotals(lines_net=lines_net, shipping_net=shipping_net, tax=tax, total=total),
         ship_to=order.shipping_address,
+        payments=payments_of(order),
     )
+
+
+PAID_KINDS = frozenset({"sale", "capture"})
+
+
+def payments_of(order: OrderSnapshot) -> tuple[SalesOrderPayment, ...]:
+    """How the order was paid, as Shopify states it, for an ERP that records payment on the
+    sales order (Prima's OM link, OrderPaymentData):
+
+    - the order's successful sale and capture transactions in its currency, each with its gateway
+      (where the delivery carries transactions: the reconciler's reads, orders with transactions);
+    - else, when the order names exactly one payment gateway (an orders/paid webhook carries
+      `payment_gateway_names` and no transactions), one payment of the order's total through it;
+    - else nothing: several gateways without their amounts cannot be split honestly, so no
+      payment is stated (Prima records the order as paid without a tender; README, "Connecting to
+      your Prima").
+    Refunds are not taken off: they reach Prima as credit memos."""
+    paid = tuple(
+        SalesOrderPayment(gateway=t.gateway, amount=t.amount.amount,
+                          transaction_id=str(t.transaction_id) if t.transaction_id is not None else None)
+        for t in order.transactions
+        if t.kind in PAID_KINDS and t.status == "success" and t.gateway and t.amount is not None
+        and t.amount.currency == order.currency)
+    if paid:
+        return paid
+    gateways = tuple(dict.fromkeys(g for g in order.payment_gateways if g.strip()))
+    if len(gateways) == 1:
+        return (SalesOrderPayment(gateway=gateways[0], amount=order.total_price.amount),)
+    return ()
 
 
 def component_lines(mapped: MappedLine, units: int, figures: LineFigures, currency: str, first_number: int

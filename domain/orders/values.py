@@ -162,6 +162,7 @@ class OrderSnapshot:
     lines: tuple[OrderLine, ...]
     shipping_lines: tuple[ShippingLine, ...] = ()
     transactions: tuple[PaymentTransaction, ...] = ()
+    payment_gateways: tuple[str, ...] = ()  # Shopify's payment_gateway_names, in its order
     # the order as it stands after edits and refunds (REST current_*; None: not stated)
     current_subtotal_price: Money | None = None
     current_total_tax: Money | None = None
@@ -364,6 +365,16 @@ class SalesOrderTotals:
 
 
 @dataclass(frozen=True)
+class SalesOrderPayment:
+    """How the order was paid (domain/orders/sales_order.py `payments_of`): Prima's OM link sends
+    it as OrderPaymentData (the gateway becomes a pay method there); the REST contract has none."""
+
+    gateway: str  # Shopify's gateway name: shopify_payments, paypal, gift_card, manual, ...
+    amount: Decimal
+    transaction_id: str | None = None  # Shopify's transaction, where the delivery carried it
+
+
+@dataclass(frozen=True)
 class SalesOrder:
     external_reference: str  # the Shopify order id
     order_name: str
@@ -375,6 +386,7 @@ class SalesOrder:
     shipping: SalesOrderShipping | None
     totals: SalesOrderTotals
     ship_to: Address | None = None
+    payments: tuple[SalesOrderPayment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -485,7 +497,7 @@ class CreditMemoRequest:
 
 VALUE_TYPES: tuple[type, ...] = (
     Money, TaxLine, OrderLine, ShippingLine, PaymentTransaction, OrderSnapshot,
-    SalesOrderLine, SalesOrderShipping, SalesOrderTotals, SalesOrder, SalesOrderRequest,
+    SalesOrderLine, SalesOrderShipping, SalesOrderTotals, SalesOrderPayment, SalesOrder, SalesOrderRequest,
     Address, RefundLine, RefundShipping, OrderAdjustment, Refund, SalesOrderAmendment, SalesOrderCancellation,
     CreditMemoLine, CreditMemoShipping, CreditMemoAdjustment, CreditMemoTotals, CreditMemo, CreditMemoRequest,
 )

@@ -75,6 +75,7 @@ def snapshot(order: shopify.ShopifyOrder) -> domain.OrderSnapshot:
             transaction_id=t.id, kind=t.kind, status=t.status, amount=money(t.amount) if t.amount else None,
             gateway=t.gateway,
         ) for t in order.transactions),
+        payment_gateways=order.payment_gateway_names,
         current_subtotal_price=money(order.current_subtotal_price) if order.current_subtotal_price else None,
         current_total_tax=money(order.current_total_tax) if order.current_total_tax else None,
         current_total_price=money(order.current_total_price) if order.current_total_price else None,
@@ -181,6 +182,7 @@ def wire_order(order: domain.OrderSnapshot) -> shopify.ShopifyOrder:
             id=t.transaction_id, kind=t.kind, status=t.status,
             amount=wire_money(t.amount) if t.amount else None, gateway=t.gateway,
         ) for t in order.transactions),
+        payment_gateway_names=order.payment_gateways,
         current_subtotal_price=wire_money(order.current_subtotal_price) if order.current_subtotal_price else None,
         current_total_tax=wire_money(order.current_total_tax) if order.current_total_tax else None,
         current_total_price=wire_money(order.current_total_price) if order.current_total_price else None,
@@ -229,6 +231,8 @@ def wire_sales_order(order: domain.SalesOrder) -> prima.SalesOrderDraft:
         totals=prima.SalesOrderTotals(lines_net=order.totals.lines_net, shipping_net=order.totals.shipping_net,
                                       tax=order.totals.tax, total=order.totals.total),
         ship_to=prima.ShipTo(**vars(order.ship_to)) if order.ship_to else None,
+        payments=tuple(prima.SalesOrderPayment(gateway=p.gateway, amount=p.amount, transaction_id=p.transaction_id)
+                       for p in order.payments),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -27,6 +28,7 @@ from domain.orders.cutoff import CutoffRule
 from domain.orders.mapping import LineRule
 from domain.payouts.accounts import AccountMapping
 from domain.payouts.clearing import ClearingAccounts
+from services.prima.omlink.config import OmLinkConfig
 
 PREFIX = "SHOPIFY_PRIMA_"
 
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
     prima_backoff_initial_seconds: PositiveFloat = 0.2
     prima_backoff_max_seconds: PositiveFloat = 5.0
     prima_concurrency: PositiveInt = 8  # calls to Prima in flight at once (commands of different orders)
+    # The Prima port's adapter (issue 15; README, "Connecting to your Prima"): "rest", the documented
+    # REST contract (contracts/prima/openapi.yaml, PRIMA_BASE_URL), or "omlink", Prima's own SOAP
+    # web services (services/prima/omlink; its configuration in PRIMA_OMLINK, JSON, required then).
+    prima_adapter: Literal["rest", "omlink"] = "rest"
+    prima_omlink: OmLinkConfig | None = None
 
     # Shopify Admin GraphQL (the sandbox by default; a shop's https://<shop>.myshopify.com in
     # production). The API version is pinned; SHOPIFY.md lists the supported ones.
@@ -241,6 +248,13 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"locations are Shopify GIDs (gid://shopify/Location/<id>), got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _omlink_configured(self) -> Settings:
+        if self.prima_adapter == "omlink" and self.prima_omlink is None:
+            raise ValueError(f"{PREFIX}PRIMA_ADAPTER=omlink needs {PREFIX}PRIMA_OMLINK (the OM link configuration, "
+                             "JSON: instance_url, sku_matrix, order_codes, ...; README, 'Connecting to your Prima')")
+        return self
 
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:

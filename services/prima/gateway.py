@@ -1,5 +1,12 @@
 """The Prima gateway: commands from Kafka to Prima's API, outcomes back to Kafka.
 
+Prima is reached through a port with two adapters, chosen by PRIMA_ADAPTER (README, "Connecting
+to your Prima"): `RestPort`, the documented REST contract (contracts/prima/openapi.yaml; what is
+described below), and `OmLinkPort`, Prima's own SOAP web services (services/prima/omlink: a
+sales order is a NewOrder, its OrderNumber the idempotency key; the commands OM link has no
+request for are refused visibly, `not_supported_by_omlink`). Parking, re-drives and the outcomes
+are the same for both; the deciders do not know which one is in use.
+
 Which endpoint a command goes to, and what Prima's answer becomes, is a table
 (`ENDPOINTS`: command type -> `Endpoint`); a new command (amend, cancel, credit memo, journal)
 is a new entry. Every call carries the command's idempotency key, so a repeated command (a relay
@@ -28,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +71,8 @@ from services.prima.client import (
     PrimaResponse,
     PrimaUnavailable,
 )
+from services.prima.omlink.adapter import OmLinkAdapter
+from services.prima.omlink.documents import Payment
 
 log = logging.getLogger("shopify_prima.prima_gateway")
 GROUP = "prima-gateway"
@@ -199,7 +208,7 @@ async def adopt_journal(client: PrimaClient, command: PostJournal, refused: Prim
 ENDPOINTS: dict[str, Endpoint] = {
     "CreateSalesOrder": Endpoint(
         operation="create_sales_order", method="POST", path=lambda c: "/v1/sales-orders",
-        body=lambda c: c.sales_order.model_dump(mode="json"),
+        body=lambda c: c.sales_order.model_dump(mode="json", exclude={"payments"}),
         subject=lambda c: str(c.shopify_order_id), key=lambda c: order_key(c.shopify_order_id),
         done=lambda c, r: PrimaSalesOrderCreated(
             command_id=c.command_id, shopify_order_id=c.shopify_order_id,
@@ -215,7 +224,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     ),
     "AmendSalesOrder": Endpoint(
         operation="amend_sales_order", method="POST", path=lambda c: f"/v1/sales-orders/{c.sales_order_number}/amendments",
-        body=lambda c: {"sales_order": c.sales_order.model_dump(mode="json"),
+        body=lambda c: {"sales_order": c.sales_order.model_dump(mode="json", exclude={"payments"}),
                         "amendable_statuses": list(c.amendable_statuses), "changes": list(c.changes)},
         subject=lambda c: str(c.shopify_order_id), key=lambda c: order_key(c.shopify_order_id),
         done=lambda c, r: PrimaSalesOrderAmended(
@@ -272,45 +281,118 @@ class Result:
     parked: bool
 
 
-class PrimaGateway:
-    """Commands -> outcomes, without Kafka (tests call `execute` and `handle` directly)."""
+class RestPort:
+    """The Prima port's REST adapter: a command is a call of the documented contract
+    (contracts/prima/openapi.yaml, `ENDPOINTS`) with its idempotency key."""
 
-    def __init__(self, settings: Settings, client: PrimaClient, parked: ParkedCommands,
+    name = "rest"
+
+    def __init__(self, client: PrimaClient) -> None:
+        self.client = client
+
+    async def send(self, command: Any, *, retry: bool, redrive: bool = False) -> BaseModel:
+        """Prima's answer as an outcome (done, adopted or refused); raises PrimaUnavailable when
+        Prima did not answer (after the client's retries, with `retry`). A re-drive needs nothing
+        more: the idempotency key makes a repeat Prima's existing document."""
+        endpoint = ENDPOINTS[command.message_type]
+        try:
+            response = await self.client.call(endpoint.method, endpoint.path(command), json=endpoint.body(command),
+                                              idempotency_key=command.idempotency_key, retry=retry)
+        except PrimaRejected as exc:
+            adopted = await endpoint.adopt(self.client, command, exc) if endpoint.adopt else None
+            if adopted is not None:
+                log.info("%s %s: Prima answered %s: %s", endpoint.operation, command.command_id, exc,
+                         type(adopted).__name__)
+                return adopted
+            return endpoint.rejected(command, exc)
+        except PrimaBadResponse as exc:  # a 2xx whose body is not JSON
+            raise PrimaUnavailable(f"{endpoint.operation}: {exc}", attempts=exc.attempts) from exc
+        try:
+            return endpoint.done(command, response)
+        except (KeyError, TypeError, ValueError) as exc:  # a 2xx that is not what the contract says
+            raise PrimaUnavailable(f"{endpoint.operation}: Prima's answer does not follow the contract: "
+                                   f"{type(exc).__name__}: {exc}", attempts=response.attempts) from exc
+
+    async def probe(self) -> None:
+        try:
+            await self.client.call("GET", "/v1/health")
+        except PrimaRejected:
+            pass
+
+
+NOT_SUPPORTED = "not_supported_by_omlink"
+OMLINK_MANUAL = {  # what a person does instead, for the commands OM link has no request for
+    "AmendSalesOrder": "amend the sales order in Prima by hand",
+    "CancelSalesOrder": "cancel the sales order in Prima by hand",
+    "CreateCreditMemo": "raise the credit memo in Prima by hand",
+    "PostJournal": "post the payout's journal in Prima by hand (shopify-prima payouts show gives its lines)",
+}
+
+
+class OmLinkPort:
+    """The Prima port's OM link adapter (services/prima/omlink): a CreateSalesOrder is a NewOrder
+    (the OrderNumber, deterministic from the Shopify order, is the idempotency key; OrderStatus is
+    asked before an order whose answer may have been lost is sent again). OM link has no request
+    to amend or cancel a sales order, raise a credit memo or post a journal (PRIMA.md): those
+    commands are refused visibly (`not_supported_by_omlink`, naming what to do by hand), so they
+    become exceptions for a person, never lost and never sent as something else."""
+
+    name = "omlink"
+
+    def __init__(self, adapter: OmLinkAdapter) -> None:
+        self.adapter = adapter
+
+    async def send(self, command: Any, *, retry: bool, redrive: bool = False) -> BaseModel:
+        endpoint = ENDPOINTS[command.message_type]
+        if not isinstance(command, CreateSalesOrder):
+            return endpoint.rejected(command, PrimaRejected(
+                501, NOT_SUPPORTED, f"Prima's OM link has no request for {endpoint.operation.replace('_', ' ')}: "
+                                    f"{OMLINK_MANUAL[command.message_type]}, then resolve this exception"))
+        payments = [Payment(gateway=p.gateway, amount=p.amount, transaction_id=p.transaction_id)
+                    for p in command.sales_order.payments]
+        try:
+            return await self.adapter.create_sales_order(command, payments, may_have_reached_prima=redrive,
+                                                         once=not retry)
+        except PrimaRejected as exc:
+            return endpoint.rejected(command, exc)
+        except PrimaBadResponse as exc:  # a 200 that is not the WSDL's answer
+            raise PrimaUnavailable(f"{endpoint.operation}: {exc}", attempts=exc.attempts) from exc
+
+    async def probe(self) -> None:
+        await self.adapter.probe()
+
+
+PrimaPort = RestPort | OmLinkPort
+
+
+class PrimaGateway:
+    """Commands -> outcomes, without Kafka (tests call `execute` and `handle` directly). Prima is
+    reached through its port: the REST adapter (a PrimaClient given) or the OM link one."""
+
+    def __init__(self, settings: Settings, port: PrimaClient | PrimaPort, parked: ParkedCommands,
                  publish: Callable[[list[Outgoing]], Any]) -> None:
         self.settings = settings
-        self.client = client
+        self.port: PrimaPort = RestPort(port) if isinstance(port, PrimaClient) else port
         self.parked = parked
         self.publish = publish
         self.in_flight = asyncio.Semaphore(settings.prima_concurrency)
 
-    async def attempt(self, command: Any, *, retry: bool) -> BaseModel:
-        """Send one command: Prima's answer as an outcome (done, adopted or refused); raises
-        PrimaUnavailable when Prima did not answer (after the client's retries, with `retry`)."""
+    async def attempt(self, command: Any, *, retry: bool, redrive: bool = False) -> BaseModel:
+        """Send one command through the port: Prima's answer as an outcome (done, adopted or
+        refused); raises PrimaUnavailable when Prima did not answer."""
         endpoint = ENDPOINTS[command.message_type]
         async with self.in_flight:
-            try:
-                response = await self.client.call(endpoint.method, endpoint.path(command), json=endpoint.body(command),
-                                                  idempotency_key=command.idempotency_key, retry=retry)
-            except PrimaRejected as exc:
-                adopted = await endpoint.adopt(self.client, command, exc) if endpoint.adopt else None
-                if adopted is not None:
-                    log.info("%s %s: Prima answered %s: %s", endpoint.operation, command.command_id, exc,
-                             type(adopted).__name__)
-                    GATEWAY_CALLS.labels(endpoint.operation, "past_cutoff" if isinstance(
-                        adopted, PrimaSalesOrderChangeRefused) else "replayed").inc()  # Prima's existing document
-                    return adopted
-                GATEWAY_CALLS.labels(endpoint.operation, "rejected").inc()
-                return endpoint.rejected(command, exc)
-            except PrimaBadResponse as exc:  # a 2xx whose body is not JSON
-                raise PrimaUnavailable(f"{endpoint.operation}: {exc}", attempts=exc.attempts) from exc
-            try:
-                outcome = endpoint.done(command, response)
-            except (KeyError, TypeError, ValueError) as exc:  # a 2xx that is not what the contract says
-                raise PrimaUnavailable(f"{endpoint.operation}: Prima's answer does not follow the contract: "
-                                       f"{type(exc).__name__}: {exc}", attempts=response.attempts) from exc
-            GATEWAY_CALLS.labels(endpoint.operation, "replayed" if getattr(outcome, "replayed", False)
-                                 else "created").inc()
-            return outcome
+            outcome = await self.port.send(command, retry=retry, redrive=redrive)
+        if isinstance(outcome, PrimaSalesOrderChangeRefused):
+            result = "past_cutoff"
+        elif isinstance(outcome, PrimaSalesOrderRejected | PrimaJournalRejected):
+            result = "rejected"
+        elif getattr(outcome, "adopted", False) or getattr(outcome, "replayed", False):
+            result = "replayed"  # Prima's existing document
+        else:
+            result = "created"
+        GATEWAY_CALLS.labels(endpoint.operation, result).inc()
+        return outcome
 
     async def execute(self, command: Any) -> Result:
         """Send one command with the client's retries; park it if Prima never answered."""
@@ -352,17 +434,14 @@ class PrimaGateway:
     async def probe(self) -> None:
         """A cheap call: raises PrimaUnavailable while Prima does not answer (any answer, even a
         refusal, means it is there)."""
-        try:
-            await self.client.call("GET", "/v1/health")
-        except PrimaRejected:
-            pass
+        await self.port.probe()
 
     async def redrive(self, command: Any) -> Redriven:
         """Send a parked command again (one attempt: the schedule is the retry); publish its
         outcome if Prima answered."""
         endpoint = ENDPOINTS[command.message_type]
         try:
-            outcome = await self.attempt(command, retry=False)
+            outcome = await self.attempt(command, retry=False, redrive=True)
         except PrimaUnavailable as exc:
             GATEWAY_CALLS.labels(endpoint.operation, "unavailable").inc()
             return Redriven(False, str(exc), exc.attempts)
@@ -376,12 +455,26 @@ class PrimaGateway:
                         lease_seconds=max(60.0, s.prima_timeout_seconds * 4))
 
 
+@contextlib.asynccontextmanager
+async def prima_port(settings: Settings) -> AsyncIterator[PrimaPort]:
+    """The adapter PRIMA_ADAPTER names, open for the process's life."""
+    if settings.prima_adapter == "omlink":
+        assert settings.prima_omlink is not None  # the settings refuse omlink without it
+        async with OmLinkAdapter(settings.prima_omlink) as adapter:
+            log.info("Prima port: OM link at %s", settings.prima_omlink.service_url)
+            yield OmLinkPort(adapter)
+    else:
+        async with PrimaClient(settings) as client:
+            log.info("Prima port: REST at %s", settings.prima_base_url)
+            yield RestPort(client)
+
+
 async def main(worker: Worker) -> None:
     settings = worker.settings
     broker = make_broker(settings, GROUP)
-    async with worker.database(max_size=3) as pool, PrimaClient(settings) as client:
+    async with worker.database(max_size=3) as pool, prima_port(settings) as port:
         parked = ParkedCommands(pool, RedriveSchedule.from_settings(settings))
-        gateway = PrimaGateway(settings, client, parked, lambda out: publish_all(broker, out))
+        gateway = PrimaGateway(settings, port, parked, lambda out: publish_all(broker, out))
         Consumer(broker, settings, group=GROUP, topics=[PRIMA_COMMANDS],
                  accepts=(*COMMANDS.values(), RetryParkedCommand), handler=gateway.handle)
         async with worker.broker(broker):

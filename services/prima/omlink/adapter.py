@@ -110,13 +110,14 @@ class OmLinkAdapter:
         except BadAnswer as exc:
             raise PrimaBadResponse(str(exc)) from exc
 
-    async def _retrying(self, attempt: Callable[[int], Awaitable[T]]) -> T:
-        """`attempt(n)` until it does not raise PrimaUnavailable, at most max_attempts times."""
+    async def _retrying(self, attempt: Callable[[int], Awaitable[T]], *, once: bool = False) -> T:
+        """`attempt(n)` until it does not raise PrimaUnavailable, at most max_attempts times
+        (`once`: one attempt, for a caller whose schedule is the retry: a parked command's re-drive)."""
         c = self.config
         n = 0
         try:
             async for retrying in AsyncRetrying(
-                stop=stop_after_attempt(c.max_attempts),
+                stop=stop_after_attempt(1 if once else c.max_attempts),
                 wait=wait_exponential_jitter(multiplier=c.backoff_initial_seconds, max=c.backoff_max_seconds,
                                              jitter=c.backoff_initial_seconds),
                 retry=retry_if_exception_type(PrimaUnavailable), reraise=True,
@@ -187,8 +188,16 @@ class OmLinkAdapter:
         except (NotSendable, ValueError) as exc:
             raise PrimaRejected(REFUSED, "not_sendable", str(exc)) from exc
 
+    async def probe(self) -> None:
+        """One cheap request, no retries: raises PrimaUnavailable while Prima does not answer (any
+        answer, an ERROR for an order it does not know included, means it is there)."""
+        try:
+            await self._ask(order_status_request("PROBE", encoding=self.config.encoding))
+        except (PrimaRejected, PrimaBadResponse):
+            pass
+
     async def create_sales_order(self, command: CreateSalesOrder, payments: Sequence[Payment], *,
-                                 may_have_reached_prima: bool = False) -> PrimaSalesOrderCreated:
+                                 may_have_reached_prima: bool = False, once: bool = False) -> PrimaSalesOrderCreated:
         document = self.new_order(command, payments)
         number = self.order_number(command.shopify_order_id)
 
@@ -210,4 +219,4 @@ class OmLinkAdapter:
                 return created(held.status, adopted=True)
             raise PrimaRejected(REFUSED, "request_error", answer.error or "Prima answered ERROR without a RequestError")
 
-        return await self._retrying(attempt)
+        return await self._retrying(attempt, once=once)

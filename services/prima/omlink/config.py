@@ -53,6 +53,13 @@ class OmLinkConfig(BaseModel):
     availability_warehouse: str = "WH-MAIN"  # the warehouse ProductAvailableToSell's snapshot is of
     # the pages of a full availability pass, one request each; ranges must not overlap
     availability_ranges: tuple[ProductRange, ...] = (ProductRange(),)
+    # polling (Prima's OM link has no change feed): a full availability pass every
+    # availability_interval_seconds; each open order's OrderStatus at most every
+    # status_interval_seconds, and never more than status_requests_per_second OrderStatus requests
+    # (the request budget: a backlog of open orders is spread out, never a burst)
+    availability_interval_seconds: PositiveFloat = 900.0
+    status_interval_seconds: PositiveFloat = 300.0
+    status_requests_per_second: PositiveFloat = 2.0
     timeout_seconds: PositiveFloat = 10.0
     max_attempts: PositiveInt = 5
     backoff_initial_seconds: PositiveFloat = 0.2
