@@ -45,7 +45,8 @@ bank line the deposit and every charge matched; 1 otherwise.
 Order, payout and transaction ids are the run's start time in microseconds plus offsets, so runs
 never collide. Nothing is cleaned up afterwards.
 
-    python -m benchmarks.payouts --decide-only --transactions N [--pages-per-batch K] [--kept 8]
+    python -m benchmarks.payouts --decide-only --transactions N [--pages-per-batch K] [--kept 8] [--page-interval S]
+                                 [--no-read-ahead]
 
 The decide step alone, in this process, with the working tree's code (the stack runs the code it
 was started with): the payout decider (services/payouts/decider.py PayoutDecider, its
@@ -63,6 +64,13 @@ the seconds of the last batch (the end of the read -> JournalRequested stored: w
 "decide" is, less Kafka), the event-store events read back, and checks: one journal requested,
 balanced, its bank line the net, every charge matched. `--kept 0` keeps no Payout between
 batches (each batch loads its Payout from the event store, as before the kept Payouts).
+`--page-interval S` hands the pages over at the ingest's pace instead (the ingest publishes each
+page as soon as it has read it: one every S seconds, about 0.25 under Shopify's cost throttle on
+the enterprise plan; the end of the read with the last page), each batch what came while the
+decider was busy, and the decide figure is then from the end of the read to JournalRequested
+stored, pages the decider had not finished yet included: the stack's "decide" less Kafka. The
+decider reads each page's documents as the page comes (ReadAhead, as the process runs it);
+`--no-read-ahead` reads them all at the end of the read, as before.
 """
 
 from __future__ import annotations
@@ -106,7 +114,7 @@ from contracts.shopify.payouts import (
 from contracts.topics import SHOPIFY_PAYOUTS
 from domain.payouts.application import KEPT_PAYOUTS, PayoutApplication
 from domain.payouts.checks import transactions_digest
-from services.payouts.decider import PayoutDecider, documents_for, policy_of
+from services.payouts.decider import PayoutDecider, ReadAhead, documents_for, policy_of
 from services.platform import migrations
 from services.platform.kafka import Delivery, decode_record
 from services.platform.settings import Settings, use_env_file
@@ -351,7 +359,7 @@ def decide_documents(order_ids: list[int]) -> list[tuple]:
 
 
 def decide_read(payout_id: int, charges: list[Charge], issued: datetime) -> tuple[list[tuple[bytes, str]], Decimal]:
-    """The payout's read as the payout ingest publishes it (services/payouts/ingest.py messages):
+    """The payout's read as the payout ingest publishes it (services/payouts/ingest.py PublishedRead):
     its pages of transactions, then the payout, each as the JSON on Kafka; and the net."""
     processed = issued - timedelta(days=2)
     transactions = [ShopifyBalanceTransaction(
@@ -406,19 +414,32 @@ async def run_decide(args: argparse.Namespace) -> int:
         messages, net = decide_read(payout_id, charges, datetime.now(UTC) - timedelta(days=1))
         payouts = PayoutApplication(env=settings.eventsourcing_env(create_tables=True), kept=args.kept)
         pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-        decider = PayoutDecider(payouts, lambda ids: documents_for(pool, ids), policy_of(settings))
+        if args.no_read_ahead:
+            decider = PayoutDecider(payouts, lambda ids: documents_for(pool, ids), policy_of(settings))
+        else:  # as the payout decider runs it (services/payouts/decider.py main)
+            documents = ReadAhead(pool)
+            decider = PayoutDecider(payouts, documents, policy_of(settings), ahead=documents.ahead)
         accepts = {m.model_fields["message_type"].default: m for m in (ShopifyPayoutTransactionsRead,
                                                                         ShopifyPayoutObserved)}
         *page_messages, end_message = messages
-        batches = [page_messages[i:i + args.pages_per_batch]
-                   for i in range(0, len(page_messages), args.pages_per_batch)] + [[end_message]]
+        if args.page_interval:
+            batches = []  # made as the pages come, below
+            paced = (f"page after page every {args.page_interval:g} s as the ingest publishes them (the last with "
+                     f"the end of the read), each batch what has come meanwhile")
+        else:
+            batches = [page_messages[i:i + args.pages_per_batch]
+                       for i in range(0, len(page_messages), args.pages_per_batch)] + [[end_message]]
+            paced = f"{args.pages_per_batch} page(s) a batch, then the end of the read"
         console.print(f"[bold]The payout decider alone[/bold] (this working tree, in-process, real PostgreSQL): "
                       f"{args.transactions} balance transactions in {len(page_messages)} pages of up to {PAGE_MAX}, "
-                      f"{args.pages_per_batch} page(s) a batch, then the end of the read; Payouts kept between "
-                      f"batches: {args.kept}; database {name} (dropped at the end)")
-        timings = []
+                      f"{paced}; Payouts kept between batches: {args.kept}; documents "
+                      f"{'read at the end' if args.no_read_ahead else 'read ahead as the pages come'}; "
+                      f"database {name} (dropped at the end)")
+        timings: list[float] = []
         offset = 0
-        for batch in batches:
+
+        async def deliver(batch: list[tuple[bytes, str]]) -> None:
+            nonlocal offset
             t0 = time.perf_counter()
             deliveries = []
             for raw, message_type in batch:  # decoded as the decider's consumer decodes a record
@@ -429,6 +450,28 @@ async def run_decide(args: argparse.Namespace) -> int:
                 offset += 1
             await decider.handle(deliveries)
             timings.append(time.perf_counter() - t0)
+
+        after_read = None
+        if args.page_interval:
+            # the ingest's pace: page n is on Kafka n intervals after the read began, the end of the
+            # read with the last page; the consumer hands over whatever has come while it was busy
+            start = time.perf_counter()
+            due = [start + args.page_interval * (n + 1) for n in range(len(page_messages))]
+            due.append(due[-1])
+            waiting = list(zip(due, messages, strict=True))
+            while waiting:
+                ahead = waiting[0][0] - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                now = time.perf_counter()
+                batch = [m for d, m in waiting if d <= now]
+                waiting = waiting[len(batch):]
+                batches.append(batch)
+                await deliver(batch)
+            after_read = time.perf_counter() - due[-1]
+        else:
+            for batch in batches:
+                await deliver(batch)
         await pool.close()
         loads = replace(payouts.load_stats)  # the batches' loads (the check's own load below not counted)
         found = await asyncio.to_thread(payouts.find_payout, payout_id)
@@ -444,12 +487,20 @@ async def run_decide(args: argparse.Namespace) -> int:
     matched = sum(1 for m in found.matches.values() if m.status == "matched") if found else 0
     unmatched = found.unmatched if found else 0
     pages_seconds, last = sum(timings[:-1]), timings[-1]
+    if after_read is not None:
+        last = after_read  # from the end of the read published, pages still waiting included
     table = Table(title=f"The payout decider alone: {args.transactions} balance transactions", header_style="bold",
                   caption="in-process over real PostgreSQL (throwaway database); no Kafka, relay, gateway or Prima")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("batches (pages a batch) / Payouts kept", f"{len(batches) - 1} ({args.pages_per_batch}) + 1 / "
-                                                             f"{args.kept}")
+    if after_read is not None:
+        table.add_row("batches / Payouts kept", f"{len(batches)}, as the pages came every {args.page_interval:g} s "
+                                                f"({len(page_messages) * args.page_interval:.2f} s of reading) / "
+                                                f"{args.kept}")
+        table.add_row("the last batch: messages / seconds", f"{len(batches[-1])} / {timings[-1]:.2f} s")
+    else:
+        table.add_row("batches (pages a batch) / Payouts kept", f"{len(batches) - 1} ({args.pages_per_batch}) + 1 / "
+                                                                 f"{args.kept}")
     table.add_row("pages' batches: together / the slowest", f"{pages_seconds:.2f} s / {max(timings[:-1]):.3f} s")
     table.add_row("[bold]decide: the end of the read -> JournalRequested stored[/bold]", f"{last:.2f} s")
     table.add_row("every batch together", f"{sum(timings):.2f} s")
@@ -461,7 +512,8 @@ async def run_decide(args: argparse.Namespace) -> int:
     console.print(table)
     print_machine()
     console.print(f"[bold]decide {last:.2f} s (pages {pages_seconds:.2f} s) for {args.transactions} transactions, "
-                  f"kept {args.kept}[/bold]")
+                  f"kept {args.kept}, {'no read-ahead' if args.no_read_ahead else 'documents read ahead'}"
+                  f"{f', a page every {args.page_interval:g} s' if args.page_interval else ''}[/bold]")
     ok = journal is not None and journal.total_debit == journal.total_credit and len(bank) == 1 \
         and bank[0].debit == net and matched == n_charges and unmatched == 0
     return 0 if ok else 1
@@ -489,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
                              "stack's PostgreSQL (the working tree's code; no Kafka, relay, gateway or Prima)")
     parser.add_argument("--pages-per-batch", type=int, default=1,
                         help="--decide-only: pages of transactions in each batch the decider handles (default 1)")
+    parser.add_argument("--page-interval", type=float, default=0.0,
+                        help="--decide-only: hand the pages over at the ingest's pace, one every SECONDS (e.g. "
+                             "0.25), the end of the read with the last, and measure from the end of the read "
+                             "(default 0: back to back, --pages-per-batch)")
+    parser.add_argument("--no-read-ahead", action="store_true",
+                        help="--decide-only: read every document at the end of the read (the decider reads each "
+                             "page's documents as the page comes, services/payouts/decider.py ReadAhead)")
     parser.add_argument("--kept", type=int, default=KEPT_PAYOUTS,
                         help=f"--decide-only: Payouts kept in memory between batches (default {KEPT_PAYOUTS}; 0: "
                              "each batch loads its Payout from the event store)")
@@ -497,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--transactions must be at least 2 (a charge and the transfer)")
     if args.orders is not None and args.orders < 0:
         parser.error("--orders must be 0 or more")
-    if args.pages_per_batch < 1 or args.kept < 0:
-        parser.error("--pages-per-batch must be at least 1 and --kept 0 or more")
+    if args.pages_per_batch < 1 or args.kept < 0 or args.page_interval < 0:
+        parser.error("--pages-per-batch must be at least 1, --kept and --page-interval 0 or more")
     return asyncio.run(run_decide(args) if args.decide_only else run(args))
 
 

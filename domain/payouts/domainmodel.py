@@ -99,6 +99,9 @@ class Payout(Aggregate):
         self.transactions: dict[int, BalanceTransaction] = {}
         self.read_id: UUID | None = None  # the read whose pages are being collected
         self.read_ids: set[int] = set()  # the transactions that read listed so far
+        # earlier reads, left for a later one (ended, or abandoned: the ingest stopped mid-read);
+        # their pages or end delivered again (a batch redelivered across two reads) change nothing
+        self.reads_left: set[UUID] = set()
         self.pages: set[int] = set()
         self.reading = False
         self.header: PayoutHeader | None = None
@@ -125,6 +128,7 @@ class Payout(Aggregate):
     def _transactions_read(self, read_id: UUID, page: int, ids: tuple[int, ...],
                            transactions: tuple[BalanceTransaction, ...]) -> None:
         if read_id != self.read_id:
+            self._leave_reads_before(read_id)
             self.read_id, self.read_ids, self.pages = read_id, set(), set()
             self.reading = True  # a read in progress: nothing is decided until it ends
         self.pages.add(page)
@@ -135,6 +139,7 @@ class Payout(Aggregate):
     @event("PayoutObserved")
     def _observed(self, read_id: UUID, header: PayoutHeader, transaction_count: int, transactions_digest: str,
                   observed_at: datetime) -> None:
+        self._leave_reads_before(read_id)
         self.header = header
         self.listed = (read_id, transaction_count, transactions_digest)
         self.reading = False
@@ -221,6 +226,14 @@ class Payout(Aggregate):
                 self.command = None
         self.hold = None
 
+    def _leave_reads_before(self, read_id: UUID) -> None:
+        """`read_id` is the read now: the one whose pages were collected and the one that ended
+        last, if others, are left (applied by the events, so a replay rebuilds it)."""
+        for earlier in (self.read_id, self.listed[0] if self.listed is not None else None):
+            if earlier is not None and earlier != read_id:
+                self.reads_left.add(earlier)
+        self.reads_left.discard(read_id)
+
     # -- what it is now -------------------------------------------------------------------------
 
     @property
@@ -273,8 +286,11 @@ class Payout(Aggregate):
         return cls(payout_id=payout_id)
 
     def record_transactions(self, fact: TransactionsRead) -> bool:
-        """Record a page of a read; a page already recorded (a redelivery) changes nothing."""
+        """Record a page of a read; a page already recorded, or of a read left for a later one
+        (a redelivery), changes nothing."""
         if fact.read_id == self.read_id and fact.page in self.pages:
+            return False
+        if fact.read_id in self.reads_left:
             return False
         changed = tuple(t for t in fact.transactions if self.transactions.get(t.transaction_id) != t)
         self._transactions_read(read_id=fact.read_id, page=fact.page,
@@ -282,8 +298,9 @@ class Payout(Aggregate):
         return True
 
     def observe(self, fact: PayoutObserved) -> bool:
-        """Record the end of a read; the same read's end again changes nothing."""
-        if self.listed is not None and self.listed[0] == fact.read_id:
+        """Record the end of a read; the same read's end again, or the end of a read left for a
+        later one (a redelivery), changes nothing."""
+        if (self.listed is not None and self.listed[0] == fact.read_id) or fact.read_id in self.reads_left:
             return False
         self._observed(read_id=fact.read_id, header=fact.header, transaction_count=fact.transaction_count,
                        transactions_digest=fact.transactions_digest, observed_at=fact.observed_at)

@@ -5,12 +5,17 @@ A poll reads the payouts issued in the last PAYOUT_INGEST_LOOKBACK_DAYS (the Pay
 page by page by cursor) and, for each payout whose status is not the one it last published
 (ingest.shopify_payouts, the ingest's own table: its cursor over Shopify's payouts), reads the
 payout's balance transactions (PayoutBalanceTransactions, "payments_transfer_id:<id>", page by
-page by cursor) and publishes the read: the transactions in pages of at most 250
-(ShopifyPayoutTransactionsRead), then the payout itself with how many transactions the read
-listed and a digest of their ids (ShopifyPayoutObserved), all under the payout's key so they
-arrive in order. The payout's row is recorded only after Kafka acknowledged the whole read: a
-crash in between publishes the read again (at least once; the Payout aggregate takes a read it
-has seen once). A payout that later fails or is cancelled changes status, so it is read again.
+page by cursor) and publishes the read as it goes: each page of PAGE_MAX (250) transactions
+(ShopifyPayoutTransactionsRead) as soon as that many are read, so the payout decider takes the
+pages while Shopify's cost throttle paces the rest of the read; after the last query the rest of
+the transactions, then the payout itself with how many transactions the read listed and a digest
+of their ids (ShopifyPayoutObserved). All go under the payout's key, one after the other (a page
+is sent once Kafka acknowledged the one before), so they arrive in order. The payout's row
+(`published_at`) is recorded only after Kafka acknowledged every page and the payout: a crash
+before that leaves a read without its end (an abandoned read, which the Payout aggregate never
+decides on) and the payout is read again, whole, under a new read id (at least once; the Payout
+aggregate takes a read it has seen once and ignores an earlier read's pages redelivered). A
+payout that later fails or is cancelled changes status, so it is read again.
 
 Polls run every PAYOUT_INGEST_INTERVAL_SECONDS (0: only on demand) under an advisory lock (one
 ingest polls at a time), and on demand: RequestPayoutIngest (the ops API, `shopify-prima payouts
@@ -22,9 +27,10 @@ transactions is about 63 queries of 963 points.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -84,6 +90,72 @@ class NoPaymentsAccount(RuntimeError):
     """The shop has no Shopify Payments account (shopifyPaymentsAccount is null)."""
 
 
+class PublishedRead:
+    """One read of a payout, published as it is read: a page of PAGE_MAX transactions
+    (ShopifyPayoutTransactionsRead) as soon as that many are read, then, at the end, the rest
+    and the payout (ShopifyPayoutObserved: the count and digest of every transaction listed).
+
+    One message (or the last batch) is in flight at a time: the next is sent only after Kafka
+    acknowledged the one before, so the read's messages keep their order on the payout's key and
+    a failed send stops the read (its error raised by the next `add` or by `end`) before a later
+    page goes out. A send in flight is never cancelled (a produce cancelled midway breaks the
+    idempotent producer's sequence: services/platform/kafka.py publish_within); `settled` waits
+    for it after a failed read."""
+
+    def __init__(self, payout: ShopifyPayout, publish: Publish) -> None:
+        self.payout = payout
+        self.publish = publish
+        self.read_id = uuid4()
+        self.key = payout_key(payout.id)
+        self.waiting: list[ShopifyBalanceTransaction] = []  # read, not published yet
+        self.ids: list[int] = []  # every transaction listed, for the count and the digest
+        self.pages = 0
+        self.sending: asyncio.Future[Any] | None = None
+
+    async def add(self, transactions: list[ShopifyBalanceTransaction]) -> None:
+        """A query's page of transactions: every full page of PAGE_MAX published."""
+        self.waiting += transactions
+        self.ids += (t.id for t in transactions)
+        while len(self.waiting) >= PAGE_MAX:
+            page, self.waiting = self.waiting[:PAGE_MAX], self.waiting[PAGE_MAX:]
+            await self._send([self._page(page)])
+
+    async def end(self) -> ShopifyPayoutObserved:
+        """The last page (if any transactions are left) and the payout, once Kafka acknowledged
+        every page before; returns when Kafka acknowledged them too."""
+        last = [self._page(self.waiting)] if self.waiting else []
+        self.waiting = []
+        observed = ShopifyPayoutObserved(
+            read_id=self.read_id, payout=self.payout, transaction_count=len(self.ids),
+            transactions_digest=transactions_digest(self.ids), pages=self.pages, observed_at=datetime.now(UTC))
+        await self._send([*last, Outgoing(SHOPIFY_PAYOUTS.name, self.key, observed)])
+        await self._sent()
+        return observed
+
+    async def settled(self) -> None:
+        """Wait for the send in flight, if any, to finish (its failure retrieved, not raised)."""
+        if self.sending is not None:
+            await asyncio.wait([self.sending])
+            if not self.sending.cancelled():
+                self.sending.exception()
+
+    def _page(self, transactions: list[ShopifyBalanceTransaction]) -> Outgoing:
+        self.pages += 1
+        return Outgoing(SHOPIFY_PAYOUTS.name, self.key, ShopifyPayoutTransactionsRead(
+            read_id=self.read_id, payout_id=self.payout.id, page=self.pages, transactions=tuple(transactions),
+            read_at=datetime.now(UTC)))
+
+    async def _sent(self) -> None:
+        """The send in flight acknowledged (its error raised)."""
+        if self.sending is not None:
+            await asyncio.shield(self.sending)  # the caller cancelled: the send goes on (settled waits)
+            self.sending = None
+
+    async def _send(self, messages: list[Outgoing]) -> None:
+        await self._sent()
+        self.sending = asyncio.ensure_future(self.publish(messages))
+
+
 class PayoutIngest:
     def __init__(self, settings: Settings, admin: ShopifyAdmin, pool: asyncpg.Pool, publish: Publish) -> None:
         self.settings = settings
@@ -99,16 +171,22 @@ class PayoutIngest:
                                       2 + PAYOUTS_FIRST * 15 + 1, "no payouts")
         return [ShopifyPayout.from_graphql(node) for node in nodes]
 
-    async def transactions(self, payout_id: int) -> list[ShopifyBalanceTransaction]:
-        nodes = await self._all_pages("PayoutBalanceTransactions", {"query": f"payments_transfer_id:{payout_id}"},
-                                      "balanceTransactions", TRANSACTIONS_FIRST, 3 + TRANSACTIONS_FIRST * 6,
-                                      "no balance transactions")
-        return [ShopifyBalanceTransaction.from_graphql(node) for node in nodes]
+    async def transactions(self, payout_id: int) -> AsyncIterator[list[ShopifyBalanceTransaction]]:
+        """A payout's balance transactions, a query's page at a time."""
+        async for nodes in self._pages("PayoutBalanceTransactions", {"query": f"payments_transfer_id:{payout_id}"},
+                                       "balanceTransactions", TRANSACTIONS_FIRST, 3 + TRANSACTIONS_FIRST * 6,
+                                       "no balance transactions"):
+            yield [ShopifyBalanceTransaction.from_graphql(node) for node in nodes]
 
     async def _all_pages(self, operation: str, variables: dict[str, Any], connection: str, first: int,
                          expected_cost: int, nothing: str) -> list[dict[str, Any]]:
-        """Every node of one shopifyPaymentsAccount connection, page after page."""
-        found: list[dict[str, Any]] = []
+        """Every node of one shopifyPaymentsAccount connection."""
+        return [node async for nodes in self._pages(operation, variables, connection, first, expected_cost, nothing)
+                for node in nodes]
+
+    async def _pages(self, operation: str, variables: dict[str, Any], connection: str, first: int,
+                     expected_cost: int, nothing: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The nodes of one shopifyPaymentsAccount connection, page after page as each is read."""
         after = None
         while True:
             data = await self.admin.execute(operation, {**variables, "first": first, "after": after},
@@ -117,9 +195,9 @@ class PayoutIngest:
             if account is None:
                 raise NoPaymentsAccount(f"the shop has no Shopify Payments account: {nothing} to read")
             page = account[connection]
-            found += page["nodes"]
+            yield page["nodes"]
             if not page["pageInfo"]["hasNextPage"]:
-                return found
+                return
             after = page["pageInfo"]["endCursor"]
 
     # -- what was published ----------------------------------------------------------------------
@@ -131,37 +209,35 @@ class PayoutIngest:
 
     # -- a read ----------------------------------------------------------------------------------
 
-    def messages(self, payout: ShopifyPayout, transactions: list[ShopifyBalanceTransaction]) -> list[Outgoing]:
-        """One read of a payout as messages: its pages of transactions, then the payout."""
-        read_id, now = uuid4(), datetime.now(UTC)
-        key = payout_key(payout.id)
-        pages = [ShopifyPayoutTransactionsRead(read_id=read_id, payout_id=payout.id, page=n + 1,
-                                               transactions=tuple(transactions[i:i + PAGE_MAX]), read_at=now)
-                 for n, i in enumerate(range(0, len(transactions), PAGE_MAX))]
-        observed = ShopifyPayoutObserved(
-            read_id=read_id, payout=payout, transaction_count=len(transactions),
-            transactions_digest=transactions_digest(t.id for t in transactions), pages=len(pages), observed_at=now)
-        return [Outgoing(SHOPIFY_PAYOUTS.name, key, m) for m in (*pages, observed)]
+    async def publish_read(self, payout: ShopifyPayout) -> ShopifyPayoutObserved:
+        """Read a payout's transactions and publish the read as it goes (PublishedRead); its end."""
+        read = PublishedRead(payout, self.publish)
+        try:
+            async with contextlib.aclosing(self.transactions(payout.id)) as pages:
+                async for transactions in pages:
+                    await read.add(transactions)
+            return await read.end()
+        finally:
+            await read.settled()
 
     async def read(self, payout: ShopifyPayout) -> int:
-        """Read a payout's transactions and publish the read; the number of transactions."""
-        transactions = await self.transactions(payout.id)
-        messages = self.messages(payout, transactions)
-        await self.publish(messages)
-        observed = messages[-1].message
+        """Read a payout's transactions, publish the read and record the payout as published (once
+        Kafka acknowledged every message of the read); the number of transactions."""
+        observed = await self.publish_read(payout)
+        transactions = observed.transaction_count
         await self.pool.execute(
             """INSERT INTO ingest.shopify_payouts (payout_id, status, issued_at, currency, net, transaction_count,
                    read_id, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
                ON CONFLICT (payout_id) DO UPDATE SET status = EXCLUDED.status, issued_at = EXCLUDED.issued_at,
                    currency = EXCLUDED.currency, net = EXCLUDED.net, transaction_count = EXCLUDED.transaction_count,
                    read_id = EXCLUDED.read_id, published_at = EXCLUDED.published_at""",
-            payout.id, payout.status, payout.issued_at, payout.net.currency, payout.net.amount, len(transactions),
+            payout.id, payout.status, payout.issued_at, payout.net.currency, payout.net.amount, transactions,
             observed.read_id)
         PAYOUT_READS.inc()
-        PAYOUT_TRANSACTIONS_READ.inc(len(transactions))
+        PAYOUT_TRANSACTIONS_READ.inc(transactions)
         log.info("payout %s (%s, %s %s): %d transactions published", payout.id, payout.status, payout.net.amount,
-                 payout.net.currency, len(transactions))
-        return len(transactions)
+                 payout.net.currency, transactions)
+        return transactions
 
     async def poll(self, *, since: datetime | None = None, payout_id: int | None = None) -> PollResult:
         """Read the payouts issued since `since` (default: the lookback) whose status changed since
