@@ -117,6 +117,11 @@ class PrimaDespatchRecorded(_Frozen):
     lines: Lines(DespatchLine)  # what the note shipped (a kit's components), per sales-order line
     parcels: Lines(Parcel)  # carrier, tracking number and URL, and the lines in each if recorded
     polled_at: datetime
+    # False: Prima gave no tracking for the despatch (OM link's OrderStatus on an installation that
+    # names no Carrier or TrackingNumber; services/prima/omlink/status_feed.py): the parcel carries
+    # no tracking number (and, without a Carrier, an empty carrier), so the fulfilment goes to
+    # Shopify without tracking. True: the despatch note's parcels as Prima recorded them.
+    tracking_given_by_prima: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -44,7 +44,12 @@ from pydantic import BaseModel
 
 from contracts.platform import RetryParkedCommand
 from contracts.prima.credit_memos import CreateCreditMemo, PrimaCreditMemoCreated
-from contracts.prima.journals import PostJournal, PrimaJournalParked, PrimaJournalPosted, PrimaJournalRejected
+from contracts.prima.journals import (
+    PostJournal,
+    PrimaJournalParked,
+    PrimaJournalPosted,
+    PrimaJournalRejected,
+)
 from contracts.prima.sales_orders import (
     AmendSalesOrder,
     CancelSalesOrder,
@@ -58,9 +63,21 @@ from contracts.prima.sales_orders import (
 )
 from contracts.shopify.payouts import payout_key
 from contracts.topics import PRIMA_COMMANDS, PRIMA_OUTCOMES, order_key
-from services.platform.kafka import Consumer, Delivery, Outgoing, make_broker, publish_all
+from services.platform.kafka import (
+    Consumer,
+    Delivery,
+    Outgoing,
+    make_broker,
+    publish_all,
+)
 from services.platform.metrics import GATEWAY_CALLS
-from services.platform.parking import ParkedCommands, Redriven, Redriver, RedriveSchedule, with_retries
+from services.platform.parking import (
+    ParkedCommands,
+    Redriven,
+    Redriver,
+    RedriveSchedule,
+    with_retries,
+)
 from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.prima.client import (

@@ -54,7 +54,6 @@ from typing import Any
 from uuid import uuid5
 
 import asyncpg
-from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
 from contracts.platform import DeadLetter
@@ -86,57 +85,27 @@ from services.prima.client import (
     PrimaRejected,
     PrimaUnavailable,
 )
+from services.prima.feeds import (
+    FACTS_PUBLISHED,
+    GROUP,
+    LAST_SUCCESS,
+    PAGE_SECONDS,
+    POLLS,
+    STOCK_CHANGE_ID,
+    FeedPoll,
+    PollFailed,
+    Publish,
+    ScheduledFeed,
+    run_feeds,
+)
+from services.prima.omlink.adapter import OmLinkAdapter
+from services.prima.omlink.availability_feed import AvailabilityFeed
+from services.prima.omlink.status_feed import OrderStatusFeed
 
 log = logging.getLogger("shopify_prima.prima_poller")
 
 FEEDS = ("items", "stock", "despatches")
 DESPATCHES_PAGE_MAX = 1000  # Prima's limit on GET /v1/despatches
-GROUP = "prima-ingest"  # the consumer group of its dead letters (refused records) and of their re-drives
-BACKOFF_CAP_SECONDS = 30.0  # a failing feed is polled again after interval * 2^failures, at most this
-
-FACTS_PUBLISHED = Counter(
-    "shopify_prima_prima_ingest_facts_published", "Facts polled from Prima and acknowledged by Kafka", ["feed"]
-)
-POLLS = Counter(
-    "shopify_prima_prima_ingest_polls",
-    "Polls of a Prima feed, by outcome: ok, prima_unavailable (5xx, 429, timeout, unreachable), "
-    "prima_rejected (other 4xx), bad_data, kafka_error, store_error, error",
-    ["feed", "outcome"],
-)
-LAST_SUCCESS = Gauge(
-    "shopify_prima_prima_ingest_last_success_timestamp_seconds",
-    "When a poll of the feed last ended without error (unix time)", ["feed"],
-)
-STOCK_CHANGE_ID = Gauge(
-    "shopify_prima_prima_ingest_stock_change_id", "Highest Prima stock change_id published and stored as cursor"
-)
-PAGE_SECONDS = Histogram(
-    "shopify_prima_prima_ingest_page_seconds", "One page: fetch, publish until acknowledged, store the cursor",
-    ["feed"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-
-
-class PollFailed(Exception):
-    def __init__(self, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-
-
-@dataclass
-class FeedPoll:
-    """What one poll of one feed did."""
-
-    feed: str
-    published: int = 0
-    pages: int = 0
-    outcome: str = "ok"
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-
 Fact = PrimaStockLevel | PrimaItemChanged | PrimaDespatchRecorded
 
 
@@ -164,9 +133,6 @@ def refused_record(path: str, model: type[BaseModel], record: Any, polled_at: da
                          "undecodable", f"a Prima record that is no {message_type}: {error_text(error)}", 0)
     digest = hashlib.sha256(json.dumps(record, default=str, sort_keys=True).encode()).hexdigest()
     return letter.model_copy(update={"dead_letter_id": uuid5(DEAD_LETTER_NAMESPACE, f"{GROUP}/{path}/{digest}")})
-
-
-Publish = Callable[[list[Outgoing]], Awaitable[Any]]
 
 
 class PrimaIngest:
@@ -383,21 +349,9 @@ class PrimaIngest:
         """Poll until stopped: each feed every poll interval, a failing one after a capped
         exponential backoff. One poller polls at a time (advisory lock)."""
         interval = self.settings.prima_poll_interval_seconds
-        async with worker.singleton(self.pool, f"prima-poller:{self.cursor_prefix}") as mine:
-            if not mine:
-                return
-            failures = dict.fromkeys(FEEDS, 0)
-            due = dict.fromkeys(FEEDS, 0.0)
-            log.info("polling Prima at %s every %ss", self.settings.prima_base_url, interval)
-            while not worker.stop.is_set():
-                now = time.monotonic()
-                results = await self.poll_once([f for f in FEEDS if due[f] <= now], worker.stop)
-                for feed, result in results.items():
-                    failures[feed] = 0 if result.ok else failures[feed] + 1
-                    delay = interval if result.ok else min(interval * 2 ** failures[feed],
-                                                           max(BACKOFF_CAP_SECONDS, interval))
-                    due[feed] = time.monotonic() + delay
-                await worker.sleep(max(0.0, min(due.values()) - time.monotonic()))
+        log.info("polling Prima at %s every %ss", self.settings.prima_base_url, interval)
+        await run_feeds(worker, self.pool, f"prima-poller:{self.cursor_prefix}", [
+            ScheduledFeed(feed, lambda stop, f=feed: self._poll_feed(f, stop), interval) for feed in FEEDS])
 
 
 def redrives(broker: Any, settings: Settings, *, topic: str = PRIMA_INVENTORY.name,
@@ -421,8 +375,35 @@ async def main(worker: Worker) -> None:
     settings = worker.settings
     broker = make_broker(settings, "prima-poller")
     redrives(broker, settings)
+    if settings.prima_adapter == "omlink":
+        await omlink_main(worker, broker)
+        return
     async with worker.database(max_size=2) as pool, PrimaClient(settings) as client, worker.broker(broker):
         await PrimaIngest(settings, pool, client, lambda out: publish_all(broker, out)).run(worker)
+
+
+async def omlink_main(worker: Worker, broker: Any) -> None:
+    """With Prima's OM link there is no change feed: stock comes from comparing availability
+    snapshots (a full pass every availability_interval_seconds; services/prima/omlink/
+    availability_feed.py, which also tells the item master of the SKUs it finds), and despatch and
+    cancellation from polling OrderStatus per open order within the request budget
+    (services/prima/omlink/status_feed.py)."""
+    settings = worker.settings
+    config = settings.prima_omlink
+    assert config is not None  # the settings refuse omlink without it
+
+    def publish(out: list[Outgoing]) -> Awaitable[Any]:
+        return publish_all(broker, out)
+
+    async with worker.database(max_size=3) as pool, OmLinkAdapter(config) as adapter, worker.broker(broker):
+        log.info("polling Prima's OM link at %s: availability every %ss, order status within %s requests/s",
+                 config.service_url, config.availability_interval_seconds, config.status_requests_per_second)
+        await run_feeds(worker, pool, "prima-poller:omlink", [
+            ScheduledFeed("availability", AvailabilityFeed(settings, pool, adapter, publish).poll_once,
+                          config.availability_interval_seconds),
+            ScheduledFeed("order_status", OrderStatusFeed(settings, pool, adapter, publish).poll_once,
+                          settings.prima_poll_interval_seconds),
+        ], side_by_side=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ TABLES = {
     ("readmodel", "payout_exceptions"), ("readmodel", "sales_documents"),
     ("gateway", "fulfilment_writes"), ("readmodel", "order_fulfilment"),
     ("readmodel", "order_payment_gateways"),
+    ("ingest", "omlink_availability"), ("ingest", "omlink_items"), ("ingest", "omlink_unmapped"),
+    ("ingest", "omlink_order_status"), ("ingest", "omlink_allocation_coverage"),
 }
 
 
