@@ -86,14 +86,16 @@ down:
 	$(LOCAL)/postgres.sh stop || rc=1; \
 	exit $$rc
 
-# The suite, then the short chaos run (it restarts Kafka and PostgreSQL, so it goes last). The tests'
+# The suite, then the short chaos run (it restarts Kafka and PostgreSQL), then the OM link e2e tests
+# (they switch the stack's Prima gateway and poller to OM link and back, so they go last). The tests'
 # own Kafka broker runs for the suite and is stopped after it.
 test: up contract-tools
 	@mkdir -p $(STATE_DIR); rm -f $(PYTEST_RC)
 	$(TEST_KAFKA) start
-	@rc=0; $(PY) -m pytest -ra -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -ra -m "not chaos$(if $(PYTEST_ARGS),, and not omlink)" $(PYTEST_ARGS) || rc=$$?; \
 	$(TEST_KAFKA) stop || true; \
 	if [[ $$rc == 0 && -z "$(PYTEST_ARGS)" ]]; then $(PY) -m pytest -ra -m chaos || rc=$$?; fi; \
+	if [[ $$rc == 0 && -z "$(PYTEST_ARGS)" ]]; then $(PY) -m pytest -ra -m omlink || rc=$$?; fi; \
 	echo $$rc > $(PYTEST_RC); exit $$rc
 
 unit: venv contract-tools
