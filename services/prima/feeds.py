@@ -66,6 +66,18 @@ class FeedPoll:
 Publish = Callable[[list[Outgoing]], Awaitable[Any]]
 
 
+async def publish_or_fail(publish: Publish, out: list[Outgoing]) -> None:
+    """Send a page's messages and wait for every acknowledgement; a failure is the pass's
+    `kafka_error` (nothing after it is stored, so the next pass sends them again)."""
+    if not out:
+        return
+    try:
+        await publish(out)
+    except Exception as exc:
+        topics = ", ".join(sorted({o.topic for o in out}))
+        raise PollFailed("kafka_error", f"sending to {topics}: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class ScheduledFeed:
     """A feed polled every `interval` seconds: `poll` is one pass (failures in its result)."""

@@ -96,6 +96,7 @@ from services.prima.feeds import (
     PollFailed,
     Publish,
     ScheduledFeed,
+    publish_or_fail,
     run_feeds,
 )
 from services.prima.omlink.adapter import OmLinkAdapter
@@ -297,13 +298,7 @@ class PrimaIngest:
         acknowledgement; raise if any failed."""
         out = [self._outgoing(fact) for fact in facts]
         out += [Outgoing(self.dead_letter_topic, str(letter.dead_letter_id).encode(), letter) for letter in refused]
-        if not out:
-            return
-        try:
-            await self.publish(out)
-        except Exception as exc:
-            topics = ", ".join(sorted({o.topic for o in out}))
-            raise PollFailed("kafka_error", f"sending to {topics}: {type(exc).__name__}: {exc}") from exc
+        await publish_or_fail(self.publish, out)
 
     # ------------------------------------------------------------------ polling
     async def poll_once(self, feeds: Iterable[str] = FEEDS, stop: asyncio.Event | None = None) -> dict[str, FeedPoll]:

@@ -110,6 +110,7 @@ from services.prima.feeds import (
     FeedPoll,
     PollFailed,
     Publish,
+    publish_or_fail,
 )
 from services.prima.omlink.adapter import AvailabilityPage, OmLinkAdapter
 
@@ -429,13 +430,7 @@ class AvailabilityFeed:
                     dead_letter_id=letter_id, group=GROUP, redriven_at=seen_at)))
 
     async def _send(self, out: list[Outgoing]) -> None:
-        if not out:
-            return
-        try:
-            await self.publish(out)
-        except Exception as exc:
-            topics = ", ".join(sorted({o.topic for o in out}))
-            raise PollFailed("kafka_error", f"sending to {topics}: {type(exc).__name__}: {exc}") from exc
+        await publish_or_fail(self.publish, out)
 
     # ------------------------------------------------------------------ the database
 

@@ -73,6 +73,22 @@ def omlink_stack(stack):
     finally:
         services("stop", rest)
         services("start", rest)
+        retire_items(stack)
+
+
+MADE: dict[str, None] = {}  # the SKUs this module made in the Prima sandbox
+
+
+def retire_items(stack) -> None:
+    """The Prima items this module made, made inactive in the sandbox: their item master entries
+    came from OM link (item ids of Prima's item codes), so nothing run after this module on REST
+    (a benchmark, the chaos run) may pick them as active stock items to order."""
+    if not MADE:
+        return
+    r = httpx.put(f"{stack.prima_base_url}/_sandbox/items", timeout=30, json={"items": [
+        {"item_id": f"ITM-{sku}", "sku": sku, "description": sku, "item_type": "stock", "active": False}
+        for sku in MADE]})
+    assert r.status_code == 200, r.text
 
 
 class OmLinkStack:
@@ -86,6 +102,7 @@ class OmLinkStack:
         self.webhook_url = f"http://{settings.ingest_host}:{settings.ingest_port}/webhooks/shopify"
 
     async def prima_items_and_stock(self, levels: dict[str, int]) -> None:
+        MADE.update(dict.fromkeys(levels))
         r = await self.http.put(f"{self.prima}/_sandbox/items", json={"items": [
             {"item_id": f"ITM-{sku}", "sku": sku, "description": sku, "item_type": "stock"} for sku in levels]})
         assert r.status_code == 200, r.text
