@@ -44,17 +44,14 @@ item feed, before a switch) is remembered without a fact: its type, description 
 came from Prima and are not overwritten with less.
 
 Allocations. An accepted order holds its units back from Shopify until Prima's stock is known to
-include its allocation (the StockItem clears it when a record's `allocated_sales_order` reaches
-the order's position). The REST feed names that on each record; a snapshot does not. So each
-pass notes when it began and, from the order read model (readmodel.order_sync: when Prima's
-answer confirmed each OM link order), the highest order every order up to which Prima had
-confirmed before then (domain/inventory/snapshot_allocations.py `covered_through`): the pass's
-stock facts carry it as `allocated_sales_order`. An order the snapshot covers that the last pass
-did not may have changed nothing this pass (its allocation was already in the last snapshot,
-whose facts could not yet count it): once the whole pass is published, the SKUs of those orders
-(readmodel.order_fulfilment's lines) are published again at their stored level with the new
-coverage, so no hold stays for good; the coverage is stored after Kafka acknowledged
-(`ingest.omlink_allocation_coverage`).
+include its allocation (the StockItem clears it on a record naming the order, `allocated_for`).
+The REST feed names that on each record; a snapshot does not. So each pass notes when it began,
+and once the whole pass is published, each OM link order Prima confirmed before then (the order
+read model's `in_prima_at`; domain/inventory/snapshot_allocations.py `included`) and not named
+yet gets one stock fact per SKU of its lines (readmodel.order_fulfilment; a bundle's components),
+at the level just stored, naming it: its hold is released, exactly, by a snapshot that includes
+it. Orders are named once (`ingest.omlink_settled_orders`, written after Kafka acknowledged); an
+order whose lines the read model does not have yet is named at a later pass.
 
 Unmapped. A row the SKU matrix cannot name (`page.unmapped`), or whose level makes no stock fact
 (contracts/validation.py), becomes a dead letter of the group "prima-ingest" naming the item and
@@ -80,19 +77,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from contracts.platform import DeadLetterRedriven
-from contracts.prima.inventory import (
-    PrimaItemChanged,
-    PrimaStockLevel,
-    sales_order_position,
-    sku_key,
-)
+from contracts.prima.inventory import PrimaItemChanged, PrimaStockLevel, sku_key
 from contracts.topics import DEAD_LETTERS, PRIMA_INVENTORY
 from domain.catalog.matrix import SkuNotMapped
-from domain.inventory.snapshot_allocations import (
-    SentOrder,
-    covered_through,
-    newly_covered,
-)
+from domain.inventory.snapshot_allocations import ConfirmedOrder, included
 from services.platform.kafka import (
     DEAD_LETTER_NAMESPACE,
     Outgoing,
@@ -119,7 +107,9 @@ log = logging.getLogger("shopify_prima.prima_poller.omlink")
 FEED = "availability"
 SOURCE = "prima-omlink:ProductAvailableToSell"  # the "topic" an unmapped row's dead letter names
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-COVERAGE_LOOKBACK = timedelta(days=1)  # orders confirmed this long before the last pass are looked at again
+# how far back a pass looks for confirmed orders not named yet (a poller stopped longer than this
+# leaves those orders' holds to a person: `shopify-prima inventory release`)
+SETTLE_LOOKBACK = timedelta(days=7)
 
 
 # ---------------------------------------------------------------------------------- the rule
@@ -177,17 +167,6 @@ def unmapped_letter_id(range_key: str, item_code: str) -> UUID:
 # ---------------------------------------------------------------------------------- the feed
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Which OM link orders a pass's snapshot surely includes (see "Allocations")."""
-
-    taken_at: datetime
-    through: int  # every order at or below this position
-    sales_order_number: str | None  # the order at `through`: the facts' allocated_sales_order
-    before: int  # what the last pass covered
-    newly: tuple[int, ...]  # the Shopify order ids covered now and not then
-
-
 @dataclass
 class _Work:
     """One page's facts and letters, and what to store once Kafka has them."""
@@ -223,8 +202,7 @@ class AvailabilityFeed:
         never raised."""
         result = FeedPoll(FEED)
         try:
-            coverage = await self._coverage(datetime.now(UTC))
-            published: set[str] = set()
+            taken_at = datetime.now(UTC)
             pages = self.adapter.availability()
             complete = False
             try:
@@ -234,7 +212,7 @@ class AvailabilityFeed:
                     if page is None:
                         complete = True
                         break
-                    result.published += await self._page(page, coverage, published)
+                    result.published += await self._page(page)
                     result.pages += 1
                     PAGE_SECONDS.labels(feed=FEED).observe(time.perf_counter() - started)
                     if stop is not None and stop.is_set():
@@ -242,7 +220,7 @@ class AvailabilityFeed:
             finally:
                 await pages.aclose()
             if complete:
-                result.published += await self._settle(coverage, published)
+                result.published += await self._settle(taken_at)
         except PollFailed as exc:
             result.outcome, result.error = exc.outcome, str(exc)
             log.warning("OM link availability pass failed (%s) after %d pages, that range's snapshot kept: %s",
@@ -275,7 +253,7 @@ class AvailabilityFeed:
     def _range_key(self, page: AvailabilityPage) -> str:
         return f"{self.prefix}{page.product_range}"
 
-    async def _page(self, page: AvailabilityPage, coverage: Coverage, published: set[str]) -> int:
+    async def _page(self, page: AvailabilityPage) -> int:
         range_key = self._range_key(page)
         seen_at = datetime.now(UTC)
         previous, unmapped_before = await self._stored(range_key)
@@ -299,8 +277,7 @@ class AvailabilityFeed:
                 continue
             try:
                 stock.append(PrimaStockLevel(sku=level.sku, warehouse=level.warehouse, available=level.available,
-                                             change_id=1, changed_at=seen_at, polled_at=seen_at,
-                                             allocated_sales_order=coverage.sales_order_number))
+                                             change_id=1, changed_at=seen_at, polled_at=seen_at))
             except ValidationError as exc:
                 invalid[self._item_code(level.sku)] = f"SKU {level.sku!r}: no stock fact: {_errors(exc)}"
         if invalid:
@@ -321,78 +298,65 @@ class AvailabilityFeed:
         self._letters(page, range_key, invalid, unmapped_before, seen_at, work)
         await self._send(work.out)
         await self._store(range_key, page.warehouse, seen_at, work)
-        published.update(f.sku for f in stock)
         FACTS_PUBLISHED.labels(feed=FEED).inc(work.facts)
         return work.facts
 
     # ------------------------------------------------------------------ allocations
 
-    async def _coverage(self, taken_at: datetime) -> Coverage:
-        """The OM link orders this pass's snapshot surely includes (see "Allocations")."""
-        codes = self.adapter.config.order_codes
+    async def _settle(self, taken_at: datetime) -> int:
+        """Once a whole pass is published: each OM link order Prima confirmed before the pass began
+        and not named yet, named on a fact of each of its SKUs at the level just stored (its hold
+        released); then remembered as named. See "Allocations"."""
+        prefix = self.adapter.config.order_codes.order_number_prefix
         try:
             async with self.pool.acquire() as conn:
-                last = await conn.fetchrow("SELECT covered_through, taken_at FROM ingest.omlink_allocation_coverage "
-                                           "WHERE scope = $1", self.prefix)
-                since = (last["taken_at"] if last else taken_at) - COVERAGE_LOOKBACK
-                rows = await conn.fetch(
-                    """SELECT shopify_order_id, in_prima_at FROM readmodel.order_sync
-                        WHERE (state = 'sent' OR (last_event_at >= $2 AND in_prima_at >= $2))
-                          AND coalesce(prima_sales_order_number, $1 || shopify_order_id::text)
-                              = $1 || shopify_order_id::text""",
-                    codes.order_number_prefix, since)
-        except DB_ERRORS as exc:
-            raise PollFailed("store_error", f"reading the orders sent to Prima: {type(exc).__name__}: {exc}") \
-                from exc
-        number_of = {sales_order_position(codes.order_number(r["shopify_order_id"])): r for r in rows}
-        orders = [SentOrder(position, row["in_prima_at"]) for position, row in number_of.items()]
-        through = covered_through(orders, taken_at)
-        before = last["covered_through"] if last else 0
-        newly = tuple(number_of[p]["shopify_order_id"] for p in newly_covered(orders, before, through))
-        number = codes.order_number(number_of[through]["shopify_order_id"]) if through else None
-        return Coverage(taken_at, through, number, before, newly)
-
-    async def _settle(self, coverage: Coverage, published: set[str]) -> int:
-        """Once a whole pass is published: the SKUs of the orders it newly covers, not published in
-        it, published again at their stored level with the coverage; then the coverage stored."""
-        if coverage.through == coverage.before:
-            return 0
-        try:
-            async with self.pool.acquire() as conn:
+                confirmed = await conn.fetch(
+                    """SELECT o.shopify_order_id, o.in_prima_at FROM readmodel.order_sync o
+                        WHERE o.in_prima_at >= $2 AND o.last_event_at >= $2 AND o.in_prima_at < $3
+                          AND o.prima_sales_order_number = $1 || o.shopify_order_id::text
+                          AND NOT EXISTS (SELECT 1 FROM ingest.omlink_settled_orders s
+                                           WHERE s.scope = $4 AND s.shopify_order_id = o.shopify_order_id)""",
+                    prefix, taken_at - SETTLE_LOOKBACK, taken_at, self.prefix)
+                orders = included([ConfirmedOrder(r["shopify_order_id"], r["in_prima_at"]) for r in confirmed],
+                                  taken_at)
                 rows = await conn.fetch(
                     """WITH skus AS (
-                           SELECT DISTINCT coalesce(c ->> 'sku', l ->> 'sku') AS sku
+                           SELECT DISTINCT f.shopify_order_id, coalesce(c ->> 'sku', l ->> 'sku') AS sku
                              FROM readmodel.order_fulfilment f,
                                   jsonb_array_elements(f.lines) l
                                   LEFT JOIN LATERAL jsonb_array_elements(coalesce(l -> 'components', '[]')) c ON true
                             WHERE f.shopify_order_id = ANY($2::bigint[]))
-                       SELECT DISTINCT ON (a.sku, a.warehouse) a.sku, a.warehouse, a.available
-                         FROM ingest.omlink_availability a JOIN skus USING (sku)
-                        WHERE a.range_key LIKE $1 || '%'
-                        ORDER BY a.sku, a.warehouse, a.seen_at DESC""",
-                    self.prefix, list(coverage.newly))
+                       SELECT skus.shopify_order_id, a.sku, a.warehouse, a.available
+                         FROM skus LEFT JOIN LATERAL (
+                              SELECT sku, warehouse, available FROM ingest.omlink_availability
+                               WHERE range_key LIKE $1 || '%' AND sku = skus.sku
+                               ORDER BY seen_at DESC LIMIT 1) a ON true
+                        ORDER BY skus.shopify_order_id, a.sku""",
+                    self.prefix, orders) if orders else []
         except DB_ERRORS as exc:
-            raise PollFailed("store_error", f"reading the SKUs of the orders covered: {type(exc).__name__}: {exc}") \
+            raise PollFailed("store_error", f"reading the orders Prima confirmed: {type(exc).__name__}: {exc}") \
                 from exc
-        levels = [r for r in rows if r["sku"] not in published]
+        named = sorted({r["shopify_order_id"] for r in rows})  # an order without lines yet: a later pass
+        levels = [r for r in rows if r["sku"] is not None]
         ids = iter(await self._change_ids(len(levels)))
         facts = [PrimaStockLevel(sku=r["sku"], warehouse=r["warehouse"], available=r["available"],
-                                 change_id=next(ids), changed_at=coverage.taken_at, polled_at=coverage.taken_at,
-                                 allocated_sales_order=coverage.sales_order_number) for r in levels]
+                                 change_id=next(ids), changed_at=taken_at, polled_at=taken_at,
+                                 allocated_for=str(r["shopify_order_id"])) for r in levels]
         await self._send([Outgoing(self.topic, sku_key(f.sku), f) for f in facts])
         try:
-            await self.pool.execute(
-                """INSERT INTO ingest.omlink_allocation_coverage (scope, covered_through, sales_order_number, taken_at)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (scope) DO UPDATE SET covered_through = EXCLUDED.covered_through,
-                       sales_order_number = EXCLUDED.sales_order_number, taken_at = EXCLUDED.taken_at""",
-                self.prefix, coverage.through, coverage.sales_order_number, coverage.taken_at)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    """INSERT INTO ingest.omlink_settled_orders (scope, shopify_order_id, settled_at)
+                       SELECT $1, id, $3 FROM unnest($2::bigint[]) AS t(id) ON CONFLICT DO NOTHING""",
+                    self.prefix, named, taken_at)
+                await conn.execute("DELETE FROM ingest.omlink_settled_orders WHERE scope = $1 AND settled_at < $2",
+                                   self.prefix, taken_at - 2 * SETTLE_LOOKBACK)
         except DB_ERRORS as exc:
-            raise PollFailed("store_error", f"storing the allocation coverage: {type(exc).__name__}: {exc}") from exc
+            raise PollFailed("store_error", f"storing the orders named: {type(exc).__name__}: {exc}") from exc
         FACTS_PUBLISHED.labels(feed=FEED).inc(len(facts))
-        if facts:
-            log.info("OM link availability: %d SKU-locations published again for %d orders the snapshot now covers",
-                     len(facts), len(coverage.newly))
+        if named:
+            log.info("OM link availability: %d orders Prima confirmed before the snapshot named on %d stock facts "
+                     "(their held units released)", len(named), len(facts))
         return len(facts)
 
     def _item_code(self, sku: str) -> str:

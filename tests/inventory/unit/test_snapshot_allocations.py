@@ -4,34 +4,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.inventory.snapshot_allocations import SentOrder, covered_through, newly_covered
+from domain.inventory.snapshot_allocations import CLOCK_MARGIN, ConfirmedOrder, included
 
 T = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 
 
-def test_given_orders_all_confirmed_before_the_snapshot_then_it_covers_the_highest():
-    assert covered_through([SentOrder(101, T - 3 * S), SentOrder(103, T - 2 * S), SentOrder(102, T - S)], T) == 103
+def test_given_orders_confirmed_before_the_snapshot_then_it_includes_them_in_the_order_confirmed():
+    orders = [ConfirmedOrder(103, T - 5 * S), ConfirmedOrder(101, T - 9 * S), ConfirmedOrder(102, T - 7 * S)]
+    assert included(orders, T) == [101, 102, 103]
 
 
-def test_given_an_order_confirmed_after_the_snapshot_then_nothing_at_or_above_it_is_covered():
-    orders = [SentOrder(101, T - 3 * S), SentOrder(102, T + S), SentOrder(103, T - S)]
-    assert covered_through(orders, T) == 101  # 103 was in Prima, but 102 below it may not be
+def test_given_a_lower_numbered_order_confirmed_after_the_snapshot_then_it_is_not_included():
+    """Numbers are no guide: order 95 (paid late, or parked through an outage) reached Prima
+    after order 100, and after the snapshot."""
+    orders = [ConfirmedOrder(100, T - 9 * S), ConfirmedOrder(95, T + S)]
+    assert included(orders, T) == [100]
 
 
-def test_given_an_order_sent_and_not_confirmed_then_it_is_not_taken_as_in_the_snapshot():
-    assert covered_through([SentOrder(101, T - S), SentOrder(102, None)], T) == 101
+def test_given_an_order_confirmed_within_the_clock_margin_then_it_waits_for_the_next_snapshot():
+    orders = [ConfirmedOrder(101, T - CLOCK_MARGIN), ConfirmedOrder(102, T - CLOCK_MARGIN - S)]
+    assert included(orders, T) == [102]
 
 
-def test_given_an_order_confirmed_exactly_when_the_snapshot_was_taken_then_it_is_not_covered():
-    assert covered_through([SentOrder(101, T)], T) == 0
-
-
-def test_given_no_orders_then_nothing_is_covered():
-    assert covered_through([], T) == 0
-
-
-def test_given_a_later_snapshot_then_the_orders_it_newly_covers_are_the_ones_above_the_last():
-    orders = [SentOrder(p, T) for p in (100, 101, 102, 105)]
-    assert newly_covered(orders, 100, 102) == [101, 102]
-    assert newly_covered(orders, 102, 102) == []
+def test_given_no_orders_then_none_is_included():
+    assert included([], T) == []

@@ -43,7 +43,7 @@ TABLES = {
     ("gateway", "fulfilment_writes"), ("readmodel", "order_fulfilment"),
     ("readmodel", "order_payment_gateways"),
     ("ingest", "omlink_availability"), ("ingest", "omlink_items"), ("ingest", "omlink_unmapped"),
-    ("ingest", "omlink_order_status"), ("ingest", "omlink_allocation_coverage"),
+    ("ingest", "omlink_order_status"), ("ingest", "omlink_settled_orders"),
 }
 
 

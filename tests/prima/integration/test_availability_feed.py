@@ -318,18 +318,16 @@ async def test_given_an_item_the_sku_matrix_cannot_name_then_one_stable_dead_let
                                f"{make_feed.prefix}%") == 0
 
 
-async def order_sent(pool: asyncpg.Pool, order_id: int, skus: list[str], *, confirmed: bool) -> None:
+async def order_sent(pool: asyncpg.Pool, order_id: int, skus: list[str], *, confirmed_at: datetime | None) -> None:
     """An OM link order as the order read models show it: sent to Prima (and confirmed by its
-    answer a minute ago, or not yet), with its lines."""
+    answer at `confirmed_at`, or not yet), with its lines."""
     await pool.execute(
         """INSERT INTO readmodel.order_sync (shopify_order_id, order_name, state, first_received_at, last_event_at,
                last_event_version, prima_sales_order_number, sent_at, in_prima_at)
-           VALUES ($1, '#1', $2, now() - interval '2 minutes', now() - interval '1 minute', 3, $3,
-                   now() - interval '2 minutes', $4)
+           VALUES ($1, '#1', $2, now() - interval '2 minutes', now(), 3, $3, now() - interval '2 minutes', $4)
            ON CONFLICT (shopify_order_id) DO UPDATE SET state = EXCLUDED.state, in_prima_at = EXCLUDED.in_prima_at,
                prima_sales_order_number = EXCLUDED.prima_sales_order_number, last_event_at = EXCLUDED.last_event_at""",
-        order_id, "in_prima" if confirmed else "sent", f"SHOP{order_id}" if confirmed else None,
-        datetime.now(UTC) - timedelta(minutes=1) if confirmed else None)
+        order_id, "in_prima" if confirmed_at else "sent", f"SHOP{order_id}" if confirmed_at else None, confirmed_at)
     await pool.execute(
         """INSERT INTO readmodel.order_fulfilment (shopify_order_id, state, lines, opened_at, updated_at,
                last_event_version) VALUES ($1, 'awaiting_despatch', $2::jsonb, now(), now(), 1)
@@ -337,35 +335,37 @@ async def order_sent(pool: asyncpg.Pool, order_id: int, skus: list[str], *, conf
         order_id, json.dumps([{"sku": sku, "quantity": 1, "fulfilled": 0, "components": []} for sku in skus]))
 
 
-async def test_given_orders_prima_confirmed_before_the_snapshot_then_its_facts_cover_them_and_a_later_pass_the_rest(
+def named(messages: list[dict]) -> set[tuple[str, str, int]]:
+    return {(m["allocated_for"], m["sku"], m["available"]) for m in messages
+            if m["message_type"] == "PrimaStockLevel" and m["allocated_for"] is not None}
+
+
+async def test_given_orders_prima_confirmed_before_the_snapshot_then_each_is_named_once_on_its_skus(
         sandbox, make_feed, tap, pool):
-    """An order holds its units back in Shopify until a stock fact covers it (allocated_sales_order):
-    the snapshot covers the orders Prima confirmed before it was taken, up to the first it may not
-    include; once that one is confirmed, the next pass reports its SKUs again even though their
-    levels did not change, so its hold is cleared."""
-    first = 9_200_000_000 + uuid.uuid4().int % 10**8 * 10
-    second = first + 5
-    await order_sent(pool, first, ["TEE-BLK-M"], confirmed=True)
-    await order_sent(pool, second, ["MUG-STONE"], confirmed=False)
-    await order_sent(pool, second + 5, ["TEE-BLK-L"], confirmed=True)  # above the unconfirmed one
+    """An order holds its units back in Shopify until a stock fact names it (allocated_for): a pass
+    names the orders Prima confirmed before it began, whatever their numbers, once each, on each
+    of their SKUs at the level just read; an order not confirmed yet, or confirmed after the pass
+    began (a lower-numbered order that reached Prima late), waits for a later pass."""
+    now = datetime.now(UTC)
+    early = 9_200_000_000 + uuid.uuid4().int % 10**8 * 10
+    waiting, late = early + 5, early - 5
+    await order_sent(pool, early, ["TEE-BLK-M", "MUG-STONE"], confirmed_at=now - timedelta(minutes=1))
+    await order_sent(pool, waiting, ["MUG-STONE"], confirmed_at=None)
+    await order_sent(pool, late, ["TEE-BLK-L"], confirmed_at=now + timedelta(hours=1))  # after the pass began
     feed = make_feed()
     mark = await tap.mark()
 
     assert (await feed.poll_once()).ok
 
-    facts = [m for m in (await tap.since(mark))["inventory"] if m["message_type"] == "PrimaStockLevel"]
-    assert facts and {m["allocated_sales_order"] for m in facts} == {f"SHOP{first}"}
+    first = named((await tap.since(mark))["inventory"])
+    assert {f for f in first if f[0] in {str(early), str(waiting), str(late)}} == {
+        (str(early), "TEE-BLK-M", 25), (str(early), "MUG-STONE", 40)}
 
-    await order_sent(pool, second, ["MUG-STONE"], confirmed=True)  # Prima's answer came: it was in the snapshot
+    await order_sent(pool, waiting, ["MUG-STONE"], confirmed_at=datetime.now(UTC) - timedelta(seconds=30))
     mark = await tap.mark()
 
     assert (await feed.poll_once()).ok
 
-    again = [m for m in (await tap.since(mark))["inventory"] if m["message_type"] == "PrimaStockLevel"]
-    assert {(m["sku"], m["allocated_sales_order"]) for m in again} == {
-        ("MUG-STONE", f"SHOP{second + 5}"), ("TEE-BLK-L", f"SHOP{second + 5}")}  # unchanged levels, new coverage
-    assert {m["sku"]: m["available"] for m in again} == {"MUG-STONE": 40, "TEE-BLK-L": 12}
-
-    mark = await tap.mark()
-    assert (await feed.poll_once()).ok
-    assert not [m for m in (await tap.since(mark))["inventory"] if m["message_type"] == "PrimaStockLevel"]
+    second = named((await tap.since(mark))["inventory"])
+    assert {f for f in second if f[0] in {str(early), str(waiting), str(late)}} == {(str(waiting), "MUG-STONE", 40)}
+    assert not [m for m in (await tap.since(mark))["inventory"] if m["allocated_for"] is None]  # no level changed

@@ -63,21 +63,20 @@ def upgrade() -> None:
             PRIMARY KEY (range_key, item_code)
         );
 
-        -- The OM link orders the last complete pass's snapshot surely included (their
-        -- allocations): every order up to position covered_through. Stored after Kafka
-        -- acknowledged the facts that carried it.
-        CREATE TABLE ingest.omlink_allocation_coverage (
-            scope text PRIMARY KEY,
-            covered_through bigint NOT NULL,
-            sales_order_number text,
-            taken_at timestamptz NOT NULL
+        -- The OM link orders a complete pass named on stock facts (their held units released:
+        -- the snapshot included them). Written after Kafka acknowledged the facts.
+        CREATE TABLE ingest.omlink_settled_orders (
+            scope text NOT NULL,
+            shopify_order_id bigint NOT NULL,
+            settled_at timestamptz NOT NULL,
+            PRIMARY KEY (scope, shopify_order_id)
         );
     """)
 
 
 def downgrade() -> None:
     op.execute("""
-        DROP TABLE IF EXISTS ingest.omlink_allocation_coverage;
+        DROP TABLE IF EXISTS ingest.omlink_settled_orders;
         DROP TABLE IF EXISTS ingest.omlink_unmapped;
         DROP TABLE IF EXISTS ingest.omlink_items;
         DROP TABLE IF EXISTS ingest.omlink_availability;
