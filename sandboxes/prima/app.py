@@ -110,7 +110,24 @@ def create_app(database_url: str, api_key: str, *, schema: str = SCHEMA) -> Fast
                     status.append(message["status"])
                 await send(message)
 
-            fault = await faults.apply(method, path)
+            body = None
+            if faults.wants_body(method, path):  # read it whole, then hand it on as it came
+                chunks = []
+                while True:
+                    message = await receive()
+                    chunks.append(message.get("body", b""))
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+                body = b"".join(chunks)
+                sent = False
+
+                async def receive():  # the body read above, once, for the route
+                    nonlocal sent
+                    if sent:
+                        return {"type": "http.disconnect"}
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+            fault = await faults.apply(method, path, body)
             if fault == "fail":
                 response = error(faults.config.fail_status, "injected_fault",
                                  "injected by the sandbox fault switch; nothing was done")

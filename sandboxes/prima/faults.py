@@ -30,10 +30,17 @@ class Faults:
                 and path.startswith(self.config.path_prefix)
                 and (self.config.method is None or self.config.method.upper() == method))
 
-    async def apply(self, method: str, path: str) -> Fault | AfterWork | None:
+    def wants_body(self, method: str, path: str) -> bool:
+        """Whether a matching request's body must be read to decide (`body_contains`)."""
+        return self.config.body_contains is not None and self.matches(method, path)
+
+    async def apply(self, method: str, path: str, body: bytes | None = None) -> Fault | AfterWork | None:
         """Delay a matching request, then say which fault (if any) it gets: "fail" and
         "timeout" answer instead of the route; the commit_then_* ones after it ran."""
         if not self.matches(method, path):
+            return None
+        if self.config.body_contains is not None and (
+                body is None or self.config.body_contains.encode() not in body):
             return None
         if self.config.latency_ms:
             self.counters["delayed"] += 1

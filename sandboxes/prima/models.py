@@ -197,3 +197,6 @@ class FaultConfig(_Body):
     latency_ms: int = Field(0, ge=0)
     path_prefix: str = "/v1/sales-orders"
     method: str | None = "POST"
+    # only requests whose body contains this text (OM link: every request is a POST to /wsa/wsa1,
+    # so "NewOrder" picks the orders out of the status and availability requests)
+    body_contains: str | None = None

@@ -3,7 +3,8 @@
 Prima is reached through a port with two adapters, chosen by PRIMA_ADAPTER (README, "Connecting
 to your Prima"): `RestPort`, the documented REST contract (contracts/prima/openapi.yaml; what is
 described below), and `OmLinkPort`, Prima's own SOAP web services (services/prima/omlink: a
-sales order is a NewOrder, its OrderNumber the idempotency key; the commands OM link has no
+sales order is a NewOrder, its OrderNumber the idempotency key, OrderStatus asked before every
+send; the commands OM link has no
 request for are refused visibly, `not_supported_by_omlink`). Parking, re-drives and the outcomes
 are the same for both; the deciders do not know which one is in use.
 
@@ -338,6 +339,10 @@ class RestPort:
 
 
 NOT_SUPPORTED = "not_supported_by_omlink"
+# The status an OM link amendment or cancellation is refused with: past every cut-off (it is no
+# status of the warehouse's: OM link has no request to change a sales order), so the Order holds
+# the change for a person, who makes it in Prima and then says so (`shopify-prima orders resolve`).
+NO_CHANGE_REQUEST = "no_change_request"
 OMLINK_MANUAL = {  # what a person does instead, for the commands OM link has no request for
     "AmendSalesOrder": "amend the sales order in Prima by hand",
     "CancelSalesOrder": "cancel the sales order in Prima by hand",
@@ -349,10 +354,12 @@ OMLINK_MANUAL = {  # what a person does instead, for the commands OM link has no
 class OmLinkPort:
     """The Prima port's OM link adapter (services/prima/omlink): a CreateSalesOrder is a NewOrder
     (the OrderNumber, deterministic from the Shopify order, is the idempotency key; OrderStatus is
-    asked before an order whose answer may have been lost is sent again). OM link has no request
-    to amend or cancel a sales order, raise a credit memo or post a journal (PRIMA.md): those
-    commands are refused visibly (`not_supported_by_omlink`, naming what to do by hand), so they
-    become exceptions for a person, never lost and never sent as something else."""
+    asked before every send, so an order Prima holds is adopted, never sent twice). OM link has no request
+    to amend or cancel a sales order, raise a credit memo or post a journal (PRIMA.md): an
+    amendment or cancellation is answered as past the cut-off (status `no_change_request`), so the
+    Order holds it for a person, who makes it in Prima and resolves it; a credit memo or journal is
+    refused (`not_supported_by_omlink`, naming what to do by hand). Never lost, never sent as
+    something else."""
 
     name = "omlink"
 
@@ -361,6 +368,13 @@ class OmLinkPort:
 
     async def send(self, command: Any, *, retry: bool, redrive: bool = False) -> BaseModel:
         endpoint = ENDPOINTS[command.message_type]
+        if isinstance(command, AmendSalesOrder | CancelSalesOrder):
+            return PrimaSalesOrderChangeRefused(
+                command_id=command.command_id, shopify_order_id=command.shopify_order_id,
+                sales_order_number=command.sales_order_number, status=NO_CHANGE_REQUEST,
+                reason=(f"Prima's OM link has no request for {endpoint.operation.replace('_', ' ')}: "
+                        f"{OMLINK_MANUAL[command.message_type]}, then shopify-prima orders resolve "
+                        f"{command.shopify_order_id}"), occurred_at=now_utc())
         if not isinstance(command, CreateSalesOrder):
             return endpoint.rejected(command, PrimaRejected(
                 501, NOT_SUPPORTED, f"Prima's OM link has no request for {endpoint.operation.replace('_', ' ')}: "
@@ -368,7 +382,10 @@ class OmLinkPort:
         payments = [Payment(gateway=p.gateway, amount=p.amount, transaction_id=p.transaction_id)
                     for p in command.sales_order.payments]
         try:
-            return await self.adapter.create_sales_order(command, payments, may_have_reached_prima=redrive,
+            # always asked first: a command delivered again (the relay, a gateway that stopped after
+            # sending), an operator's retry and a re-drive all look like a first attempt from here,
+            # and Prima's refusal of a repeated OrderNumber is not something to rely on
+            return await self.adapter.create_sales_order(command, payments, may_have_reached_prima=True,
                                                          once=not retry)
         except PrimaRejected as exc:
             return endpoint.rejected(command, exc)

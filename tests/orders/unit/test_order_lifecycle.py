@@ -17,6 +17,7 @@ from domain.orders.mapping import LineRule, LineRules
 from domain.orders.policy import OrderPolicy
 from domain.orders.values import (
     Address,
+    ChangeResolutionRequested,
     LineKind,
     SalesOrderAmendedByPrima,
     SalesOrderAmendment,
@@ -249,6 +250,29 @@ def test_given_an_amendment_sent_when_prima_refuses_it_past_the_cut_off_then_the
         status="picking", reason="the sales order is picking", occurred_at=NOW), MASTER, POLICY)
 
     assert order.state is OrderState.AFTER_CUTOFF and order.prima_status == "picking"
+
+
+def test_given_prima_has_no_request_to_change_an_order_then_the_change_is_held_for_a_person_who_resolves_it():
+    """Prima's OM link cannot amend or cancel a sales order: the port answers as past the cut-off
+    (status no_change_request, services/prima/gateway.py), the Order holds the change, and once a
+    person has made it in Prima by hand, resolving it takes the order as it stands."""
+    original = standing(us_tax_exclusive())
+    order = in_prima(original)
+    order.apply_delivery(delivery(edited(original, remove={line_ids(order)[1]: 1}), topic="orders/updated"),
+                         MASTER, POLICY)
+    change = order.change
+    assert change is not None
+
+    order.record_outcome(SalesOrderChangeRefusedByPrima(
+        command_id=change.command_id, shopify_order_id=order.shopify_order_id, sales_order_number="SHOP42",
+        status="no_change_request", reason="Prima's OM link has no request for amend sales order",
+        occurred_at=NOW), MASTER, POLICY)
+
+    assert order.state is OrderState.AFTER_CUTOFF and order.change is None
+    assert order.resolve_change(ChangeResolutionRequested(
+        shopify_order_id=order.shopify_order_id, resolved_by="finance", note="amended in Prima by hand",
+        requested_at=NOW), MASTER, POLICY)
+    assert order.state is OrderState.IN_PRIMA and order.change is None
 
 
 def test_the_cutoff_rule_refuses_an_unknown_status_and_zone():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -16,8 +18,10 @@ import httpx
 import pytest
 from lxml import etree
 
+from contracts.prima.credit_memos import CreateCreditMemo, CreditMemoDraft
 from contracts.prima.sales_orders import (
     AmendSalesOrder,
+    PrimaSalesOrderChangeRefused,
     PrimaSalesOrderCreated,
     PrimaSalesOrderParked,
     PrimaSalesOrderRejected,
@@ -27,7 +31,12 @@ from contracts.prima.sales_orders import (
 from sandboxes.prima.app import create_app
 from services.platform.kafka import Outgoing
 from services.platform.parking import ParkedCommands, RedriveSchedule
-from services.prima.gateway import NOT_SUPPORTED, OmLinkPort, PrimaGateway
+from services.prima.gateway import (
+    NO_CHANGE_REQUEST,
+    NOT_SUPPORTED,
+    OmLinkPort,
+    PrimaGateway,
+)
 from services.prima.omlink.adapter import OmLinkAdapter
 from tests.prima.omlink_orders import config, paid_order
 from tests.support import scratch_database
@@ -127,7 +136,7 @@ async def test_given_a_paid_order_through_the_port_then_one_new_order_with_the_p
 async def test_given_the_answer_is_lost_then_the_gateway_adopts_the_order_prima_holds_and_sends_no_second(
         sandbox, gateway):
     command = with_card_payment(paid_order(next(order_ids)))
-    await faults(sandbox, commit_then_drop_next=1)  # NewOrder commits; its answer never arrives
+    await faults(sandbox, commit_then_drop_next=1, body_contains="NewOrder")  # it commits; its answer never arrives
 
     result = await gateway.execute(command)
 
@@ -163,7 +172,8 @@ async def test_given_prima_down_then_parked_and_once_back_re_driven_by_itself_in
     assert len(await prima_orders(sandbox, number)) == 1
 
 
-async def test_given_a_command_om_link_has_no_request_for_then_refused_visibly_and_nothing_sent(sandbox, gateway):
+async def test_given_an_amendment_om_link_has_no_request_for_then_held_for_a_person_and_nothing_sent(
+        sandbox, gateway):
     created = paid_order(next(order_ids))
     amend = AmendSalesOrder(command_id=created.command_id, idempotency_key="amend-1",
                             shopify_order_id=created.shopify_order_id, sales_order_number="SHOP1",
@@ -173,9 +183,29 @@ async def test_given_a_command_om_link_has_no_request_for_then_refused_visibly_a
 
     result = await gateway.execute(amend)
 
+    assert isinstance(result.outcome, PrimaSalesOrderChangeRefused) and not result.parked
+    assert result.outcome.status == NO_CHANGE_REQUEST  # past every cut-off: the Order holds the change
+    assert "amend the sales order in Prima by hand, then shopify-prima orders resolve" in result.outcome.reason
+    assert await omlink_posts(sandbox) == before
+
+
+async def test_given_a_credit_memo_om_link_has_no_request_for_then_refused_visibly_and_nothing_sent(sandbox, gateway):
+    memo = CreateCreditMemo(
+        command_id=uuid.uuid4(), idempotency_key="memo-1", shopify_order_id=7_400_999, refund_id=1,
+        issued_at=datetime.now(UTC), credit_memo=CreditMemoDraft.model_validate({
+            "sales_order_number": "SHOP7400999", "external_reference": "1", "currency": "EUR",
+            "taxes_included": True, "memo_date": datetime.now(UTC).isoformat(),
+            "lines": [{"line_number": 1, "kind": "account", "account": "4000", "description": "Goodwill",
+                       "quantity": 1, "amount": "5.00", "tax_amount": "0.00"}],
+            "totals": {"lines": "5.00", "shipping": "0.00", "adjustments": "0.00", "tax": "0.00",
+                       "total": "5.00"}}))
+    before = await omlink_posts(sandbox)
+
+    result = await gateway.execute(memo)
+
     assert isinstance(result.outcome, PrimaSalesOrderRejected) and not result.parked
-    assert (result.outcome.code, result.outcome.operation) == (NOT_SUPPORTED, "amend_sales_order")
-    assert "amend the sales order in Prima by hand" in result.outcome.reason
+    assert (result.outcome.code, result.outcome.operation) == (NOT_SUPPORTED, "create_credit_memo")
+    assert "raise the credit memo in Prima by hand" in result.outcome.reason
     assert await omlink_posts(sandbox) == before
 
 
