@@ -87,8 +87,9 @@ down:
 	exit $$rc
 
 # The suite, then the short chaos run (it restarts Kafka and PostgreSQL), then the OM link e2e tests
-# (they switch the stack's Prima gateway and poller to OM link and back, so they go last). The tests'
-# own Kafka broker runs for the suite and is stopped after it.
+# (they switch the stack's Prima gateway and poller to OM link and back, so they go last). With
+# PYTEST_ARGS only those tests run, in one pytest run (name tests/prima/e2e to run the OM link ones).
+# The tests' own Kafka broker runs for the suite and is stopped after it.
 test: up contract-tools
 	@mkdir -p $(STATE_DIR); rm -f $(PYTEST_RC)
 	$(TEST_KAFKA) start

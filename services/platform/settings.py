@@ -251,9 +251,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _omlink_configured(self) -> Settings:
-        if self.prima_adapter == "omlink" and self.prima_omlink is None:
+        if self.prima_adapter != "omlink":
+            return self
+        if self.prima_omlink is None:
             raise ValueError(f"{PREFIX}PRIMA_ADAPTER=omlink needs {PREFIX}PRIMA_OMLINK (the OM link configuration, "
                              "JSON: instance_url, sku_matrix, order_codes, ...; README, 'Connecting to your Prima')")
+        warehouse = self.prima_omlink.availability_warehouse
+        if warehouse not in self.inventory_location_map:
+            raise ValueError(f"{PREFIX}PRIMA_OMLINK availability_warehouse {warehouse!r} is not in "
+                             f"{PREFIX}INVENTORY_LOCATION_MAP: its stock would reach no Shopify location")
+        allocation = self.inventory_allocation_warehouse or next(iter(self.inventory_location_map))
+        if allocation != warehouse:
+            raise ValueError(f"{PREFIX}INVENTORY_ALLOCATION_WAREHOUSE ({allocation!r}) is not the OM link "
+                             f"availability_warehouse ({warehouse!r}): orders would hold units at a warehouse "
+                             "whose stock OM link never reports, and the holds would never be released")
         return self
 
     @model_validator(mode="after")

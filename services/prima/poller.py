@@ -396,8 +396,10 @@ async def omlink_main(worker: Worker, broker: Any) -> None:
         await run_feeds(worker, pool, "prima-poller:omlink", [
             ScheduledFeed("availability", AvailabilityFeed(settings, pool, adapter, publish).poll_once,
                           config.availability_interval_seconds),
+            # a pass asks only the orders due; looking for them every quarter of the interval (at
+            # least every second, at most every 30 s) is often enough, and spares the read model
             ScheduledFeed("order_status", OrderStatusFeed(settings, pool, adapter, publish).poll_once,
-                          settings.prima_poll_interval_seconds),
+                          max(1.0, min(30.0, config.status_interval_seconds / 4))),
         ], side_by_side=True)
 
 

@@ -483,7 +483,11 @@ async def main(worker: Worker) -> None:
     settings = worker.settings
     broker = make_broker(settings, GROUP)
     admin = ShopifyAdmin(settings, headroom=settings.reconciler_shopify_headroom)
-    prima = PrimaClient(settings)
+    # Prima's half of the orphan watch lists Prima's sales orders: the REST contract can, Prima's
+    # OM link cannot (no request lists orders), so with PRIMA_ADAPTER=omlink it is left out.
+    prima = PrimaClient(settings) if settings.prima_adapter == "rest" else None
+    if prima is None:
+        log.info("orphan watch: Prima's half is off (PRIMA_ADAPTER=%s lists no sales orders)", settings.prima_adapter)
     for kind in EXCEPTION_KINDS:  # every kind exported from the start, 0 until found
         EXCEPTIONS_OPEN.labels(kind=kind).set(0)
     try:
@@ -496,7 +500,8 @@ async def main(worker: Worker) -> None:
                 await worker.exclusive(pool, LOCK, lambda: reconciler.serve(worker.stop))
     finally:
         await admin.aclose()
-        await prima.aclose()
+        if prima is not None:
+            await prima.aclose()
 
 
 if __name__ == "__main__":
