@@ -90,6 +90,9 @@ class NoPaymentsAccount(RuntimeError):
     """The shop has no Shopify Payments account (shopifyPaymentsAccount is null)."""
 
 
+READING = "READING"  # ingest.shopify_payouts.status while a read is going out: no status of Shopify's
+
+
 class PublishedRead:
     """One read of a payout, published as it is read: a page of PAGE_MAX transactions
     (ShopifyPayoutTransactionsRead) as soon as that many are read, then, at the end, the rest
@@ -222,7 +225,14 @@ class PayoutIngest:
 
     async def read(self, payout: ShopifyPayout) -> int:
         """Read a payout's transactions, publish the read and record the payout as published (once
-        Kafka acknowledged every message of the read); the number of transactions."""
+        Kafka acknowledged every message of the read); the number of transactions.
+
+        Pages go out while the read goes on, so a read that fails midway has published a start
+        the Payout waits on: the payout's row is first marked as being read (status READING, no
+        status of Shopify's), so that the next scheduled poll reads it again, whole, even when its
+        status did not change (a re-read asked for by an operator)."""
+        await self.pool.execute("UPDATE ingest.shopify_payouts SET status = $2 WHERE payout_id = $1", payout.id,
+                                READING)
         observed = await self.publish_read(payout)
         transactions = observed.transaction_count
         await self.pool.execute(

@@ -198,3 +198,27 @@ async def test_given_the_ingest_failing_mid_read_when_read_again_then_one_journa
                          "processing_fees": (D("0.35") * 599, D("0.00"))}
     finally:
         payouts.close()
+
+
+async def test_given_a_re_read_failing_midway_then_the_next_scheduled_poll_reads_the_payout_again_whole(
+        ingest, shopify_url, scratch_pool, kafka_bootstrap):
+    """An operator's re-read of a payout already published, failing after its first page went out,
+    leaves a read the Payout waits on: the scheduled poll (which skips a payout whose status it
+    published) must read it again, or it waits until someone asks."""
+    payout_id = time.time_ns() // 1000
+    await seed(shopify_url, payout_id, 599)
+    assert (await ingest.poll(payout_id=payout_id)).payouts_read == [payout_id]
+    ingest.counting.fail_at = ingest.counting.sent + 3  # the re-read's third query: after its page 1 went out
+    mark = await end_offsets(kafka_bootstrap, ingest.topic, partitions=1)
+
+    with pytest.raises(RuntimeError, match="mid-read"):
+        await ingest.poll(payout_id=payout_id)
+    ingest.counting.fail_at = None
+    scheduled = await ingest.poll()
+
+    assert payout_id in scheduled.payouts_read
+    facts = [FACTS.validate_json(r.value) for r in await published_since(kafka_bootstrap, mark)]
+    ends = [f for f in facts if isinstance(f, ShopifyPayoutObserved) and f.payout.id == payout_id]
+    assert len(ends) == 1 and ends[0].transaction_count == 600
+    assert await scratch_pool.fetchval("SELECT status FROM ingest.shopify_payouts WHERE payout_id = $1",
+                                       payout_id) == "PAID"
