@@ -1,6 +1,12 @@
 """The Prima poller (Prima ingest): polls Prima for stock, the item master and despatch notes and
 publishes them as facts.
 
+With PRIMA_ADAPTER=omlink (Prima's own SOAP interface) there are no change feeds to follow:
+`omlink_main` runs the availability feed (snapshots compared per product range,
+services/prima/omlink/availability_feed.py) and the order-status feed (OrderStatus per open order
+within a request budget, services/prima/omlink/status_feed.py) side by side instead, publishing
+the same facts. What follows describes the REST feeds.
+
 Three feeds, each with its cursor in `ingest.prima_cursors`:
 
 - "stock": `GET /v1/stock?after=<cursor>` (available to sell per SKU and warehouse, changed
