@@ -6,8 +6,9 @@ feed), and the loop that polls each feed on its interval with a capped backoff (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.platform.kafka import Outgoing
 from services.platform.runner import Worker
+from services.prima.client import PrimaBadResponse, PrimaRejected, PrimaUnavailable
 
 GROUP = "prima-ingest"  # the consumer group of its dead letters (refused records) and of their re-drives
 BACKOFF_CAP_SECONDS = 30.0  # a failing feed is polled again after interval * 2^failures, at most this
@@ -64,6 +66,20 @@ class FeedPoll:
 
 
 Publish = Callable[[list[Outgoing]], Awaitable[Any]]
+
+
+@contextlib.contextmanager
+def prima_failures() -> Iterator[None]:
+    """What Prima answered, as the pass's outcome: unavailable (5xx, 429, timeouts, unreachable),
+    rejected (another refusal) or bad_data (an answer that does not read)."""
+    try:
+        yield
+    except PrimaUnavailable as exc:
+        raise PollFailed("prima_unavailable", str(exc)) from exc
+    except PrimaRejected as exc:
+        raise PollFailed("prima_rejected", str(exc)) from exc
+    except PrimaBadResponse as exc:
+        raise PollFailed("bad_data", str(exc)) from exc
 
 
 async def publish_or_fail(publish: Publish, out: list[Outgoing]) -> None:

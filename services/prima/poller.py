@@ -86,10 +86,7 @@ from services.platform.runner import Worker, run_worker
 from services.platform.settings import Settings
 from services.prima.client import (
     ITEMS_PAGE_MAX,
-    PrimaBadResponse,
     PrimaClient,
-    PrimaRejected,
-    PrimaUnavailable,
 )
 from services.prima.feeds import (
     FACTS_PUBLISHED,
@@ -102,6 +99,7 @@ from services.prima.feeds import (
     PollFailed,
     Publish,
     ScheduledFeed,
+    prima_failures,
     publish_or_fail,
     run_feeds,
 )
@@ -187,14 +185,8 @@ class PrimaIngest:
 
     # ------------------------------------------------------------------ Prima
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
-        try:
+        with prima_failures():
             return await self.client.get(path, **params)
-        except PrimaUnavailable as exc:
-            raise PollFailed("prima_unavailable", str(exc)) from exc
-        except PrimaRejected as exc:
-            raise PollFailed("prima_rejected", str(exc)) from exc
-        except PrimaBadResponse as exc:
-            raise PollFailed("bad_data", str(exc)) from exc
 
     async def _stock_page(self, cursor: str | None) -> Page:
         params: dict[str, Any] = {"limit": self.settings.prima_poll_page_size}

@@ -88,7 +88,6 @@ from services.platform.kafka import (
     dead_letter,
 )
 from services.platform.settings import Settings
-from services.prima.client import PrimaBadResponse, PrimaRejected, PrimaUnavailable
 from services.prima.feeds import (
     FACTS_PUBLISHED,
     GROUP,
@@ -98,6 +97,7 @@ from services.prima.feeds import (
     FeedPoll,
     PollFailed,
     Publish,
+    prima_failures,
     publish_or_fail,
 )
 from services.prima.omlink.adapter import AvailabilityPage, OmLinkAdapter
@@ -237,16 +237,11 @@ class AvailabilityFeed:
 
     @staticmethod
     async def _next(pages) -> AvailabilityPage | None:
-        try:
-            return await anext(pages)
-        except StopAsyncIteration:
-            return None
-        except PrimaUnavailable as exc:
-            raise PollFailed("prima_unavailable", str(exc)) from exc
-        except PrimaRejected as exc:
-            raise PollFailed("prima_rejected", str(exc)) from exc
-        except PrimaBadResponse as exc:
-            raise PollFailed("bad_data", str(exc)) from exc
+        with prima_failures():
+            try:
+                return await anext(pages)
+            except StopAsyncIteration:
+                return None
 
     # ------------------------------------------------------------------ one page
 
