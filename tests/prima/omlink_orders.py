@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
+import httpx
+
 from contracts.prima.sales_orders import (
     CreateSalesOrder,
     SalesOrderDraft,
@@ -64,3 +66,26 @@ def paid_order(shopify_order_id: int, *, name: str = "Siobhán Ó Dálaigh", cit
 def card_payment(command: CreateSalesOrder) -> Payment:
     return Payment(gateway="shopify_payments", amount=command.sales_order.totals.total,
                    transaction_id=f"txn-{command.shopify_order_id}", authorization="AUTH-77")
+
+
+# the Prima sandbox the OM link integration tests serve (tests/prima/integration/conftest.py)
+SANDBOX_KEY = "test-key"
+SERVICE = "/wsa/wsa1"  # the sandbox's OM link: the instance URL is <sandbox>/wsa/wsa1
+
+
+async def sales_orders(sandbox: httpx.AsyncClient, external_reference: str) -> list[dict]:
+    """The sandbox's sales orders with this external reference (an OM link order's: its OrderNumber)."""
+    answer = await sandbox.get("/v1/sales-orders", params={"external_reference": external_reference},
+                               headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
+    return answer.json()["sales_orders"]
+
+
+async def omlink_posts(sandbox: httpx.AsyncClient) -> int:
+    """How many OM link requests the sandbox has answered."""
+    return sum((await sandbox.get("/_sandbox/stats")).json()["requests"].get(f"POST {SERVICE}", {}).values())
+
+
+async def faults(sandbox: httpx.AsyncClient, **switches) -> None:
+    """The sandbox's fault switches, on its OM link requests."""
+    answer = await sandbox.post("/_sandbox/faults", json={"path_prefix": SERVICE, "method": "POST", **switches})
+    assert answer.status_code == 200

@@ -9,56 +9,29 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-import httpx
 import pytest
 from lxml import etree
 
-from sandboxes.prima.app import create_app
 from services.prima.client import PrimaRejected, PrimaUnavailable
 from services.prima.omlink.adapter import OmLinkAdapter
 from services.prima.omlink.documents import order_status_request, read_answer
-from tests.prima.omlink_orders import card_payment, config, paid_order
-from tests.support import scratch_database
+from tests.prima.omlink_orders import (
+    SERVICE,
+    card_payment,
+    config,
+    faults,
+    omlink_posts,
+    paid_order,
+    sales_orders,
+)
 
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-SERVICE = "/wsa/wsa1"
 order_ids = itertools.count(7_300_001)
-
-
-@pytest.fixture(scope="module")
-async def sandbox_url(database_url, serve_app):
-    async with scratch_database(database_url, "omlink", migrate=False) as url:
-        with serve_app(create_app(url, KEY), "the Prima sandbox") as base_url:
-            yield base_url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url):
-    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
-        assert (await client.post("/_sandbox/reset", params={"items": "true", "stock": "true"})).status_code == 200
-        yield client
-        await client.delete("/_sandbox/faults")
 
 
 @pytest.fixture
 async def adapter(sandbox_url):
     async with OmLinkAdapter(config(f"{sandbox_url}{SERVICE}")) as omlink:
         yield omlink
-
-
-async def sales_orders(sandbox: httpx.AsyncClient, external_reference: str) -> list[dict]:
-    answer = await sandbox.get("/v1/sales-orders", params={"external_reference": external_reference}, headers=AUTH)
-    return answer.json()["sales_orders"]
-
-
-async def omlink_posts(sandbox: httpx.AsyncClient) -> int:
-    return sum((await sandbox.get("/_sandbox/stats")).json()["requests"].get(f"POST {SERVICE}", {}).values())
-
-
-async def faults(sandbox: httpx.AsyncClient, **switches) -> None:
-    answer = await sandbox.post("/_sandbox/faults", json={"path_prefix": SERVICE, "method": "POST", **switches})
-    assert answer.status_code == 200
 
 
 async def test_given_a_paid_order_when_sent_then_prima_holds_one_new_order_equal_to_the_shopify_order(

@@ -28,7 +28,6 @@ from contracts.prima.sales_orders import (
     SalesOrderLine,
     SalesOrderPayment,
 )
-from sandboxes.prima.app import create_app
 from services.platform.kafka import Outgoing
 from services.platform.parking import ParkedCommands, RedriveSchedule
 from services.prima.gateway import (
@@ -38,28 +37,18 @@ from services.prima.gateway import (
     PrimaGateway,
 )
 from services.prima.omlink.adapter import OmLinkAdapter
-from tests.prima.omlink_orders import config, paid_order
+from tests.prima.omlink_orders import (
+    SERVICE,
+    config,
+    faults,
+    omlink_posts,
+    paid_order,
+    sales_orders,
+)
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.integration
-KEY = "test-key"
-SERVICE = "/wsa/wsa1"
 order_ids = itertools.count(7_400_001)
-
-
-@pytest.fixture(scope="module")
-async def sandbox_url(database_url, serve_app):
-    async with scratch_database(database_url, "omlink_gateway", migrate=False) as url:
-        with serve_app(create_app(url, KEY), "the Prima sandbox") as base_url:
-            yield base_url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url):
-    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
-        assert (await client.post("/_sandbox/reset", params={"items": "true", "stock": "true"})).status_code == 200
-        yield client
-        await client.delete("/_sandbox/faults")
 
 
 @pytest.fixture(scope="module")
@@ -102,21 +91,6 @@ async def new_order(sandbox: httpx.AsyncClient, number: str) -> etree._Element:
     return etree.fromstring(stored.json()["request"].encode("ISO-8859-1")).find("Data")
 
 
-async def prima_orders(sandbox: httpx.AsyncClient, number: str) -> list[dict]:
-    answer = await sandbox.get("/v1/sales-orders", params={"external_reference": number},
-                               headers={"Authorization": f"Bearer {KEY}"})
-    return answer.json()["sales_orders"]
-
-
-async def omlink_posts(sandbox: httpx.AsyncClient) -> int:
-    return sum((await sandbox.get("/_sandbox/stats")).json()["requests"].get(f"POST {SERVICE}", {}).values())
-
-
-async def faults(sandbox: httpx.AsyncClient, **switches) -> None:
-    answer = await sandbox.post("/_sandbox/faults", json={"path_prefix": SERVICE, "method": "POST", **switches})
-    assert answer.status_code == 200
-
-
 async def test_given_a_paid_order_through_the_port_then_one_new_order_with_the_payment_on_it(sandbox, gateway):
     command = with_card_payment(paid_order(next(order_ids)))
 
@@ -130,7 +104,7 @@ async def test_given_a_paid_order_through_the_port_then_one_new_order_with_the_p
     assert (payment.get("PayMethod"), payment.get("SubPayMethod"), payment.get("TranAmount"),
             payment.get("TransactionID"), payment.get("PayProvider")) == (
         "CARD", "SHOPIFY", str(command.sales_order.totals.total), "5501", "shopify_payments")
-    assert len(await prima_orders(sandbox, number)) == 1
+    assert len(await sales_orders(sandbox, number)) == 1
 
 
 async def test_given_the_answer_is_lost_then_the_gateway_adopts_the_order_prima_holds_and_sends_no_second(
@@ -143,7 +117,7 @@ async def test_given_the_answer_is_lost_then_the_gateway_adopts_the_order_prima_
     number = f"SHOP{command.shopify_order_id}"
     assert isinstance(result.outcome, PrimaSalesOrderCreated)
     assert (result.outcome.sales_order_number, result.outcome.adopted) == (number, True)
-    assert len(await prima_orders(sandbox, number)) == 1
+    assert len(await sales_orders(sandbox, number)) == 1
 
 
 async def test_given_prima_down_then_parked_and_once_back_re_driven_by_itself_into_one_order(
@@ -169,7 +143,7 @@ async def test_given_prima_down_then_parked_and_once_back_re_driven_by_itself_in
         with contextlib.suppress(asyncio.CancelledError):
             await redrives
     number = f"SHOP{command.shopify_order_id}"
-    assert len(await prima_orders(sandbox, number)) == 1
+    assert len(await sales_orders(sandbox, number)) == 1
 
 
 async def test_given_an_amendment_om_link_has_no_request_for_then_held_for_a_person_and_nothing_sent(
