@@ -313,8 +313,13 @@ class StockItem(Aggregate):
         its backoff (`origin` "auto_release"): decide again."""
         if self.exception is None:
             return False
+        # a push the gateway gave up on may have been applied all the same (its answer lost), and
+        # so may the pushes it replaced: the level last known is no proof that Shopify holds it,
+        # so the desired level is pushed again, compare-and-set against it (a stale answer then
+        # tells what Shopify holds); a rejected push changed nothing in Shopify
+        unknown = self.exception.kind == "push_failed"
         self._released(released_by=released_by, previous=self.exception)
-        self._decide(rules, now, origin)
+        self._decide(rules, now, origin, level_unknown=unknown)
         return True
 
     def auto_release_due(self, now: datetime, policy: AutoRelease) -> bool:
@@ -376,7 +381,7 @@ class StockItem(Aggregate):
 
     # -- deciding -----------------------------------------------------------------------------
 
-    def _decide(self, rules: BufferRules, now: datetime, origin: str) -> bool:
+    def _decide(self, rules: BufferRules, now: datetime, origin: str, *, level_unknown: bool = False) -> bool:
         if self.prima_available is None:
             return False
         buffer = rules.buffer_for(self.sku, now)
@@ -393,7 +398,7 @@ class StockItem(Aggregate):
                 return False  # already asked for
             # else a newer push replaces the pending one (even back to Shopify's level: the
             # pending one would otherwise still be written)
-        elif desired == self.shopify_level:
+        elif desired == self.shopify_level and not level_unknown:
             return False  # push only what changed
         command = InventoryPush(
             command_id=uuid5(self.id, f"set-inventory-level/{self.pushes + 1}"),
